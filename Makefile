@@ -1,0 +1,62 @@
+# The front door: `make test` on a fresh clone installs what it needs and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+NODE_DIR := tests/interop/node
+STAMP := $(VENV)/.installed
+SOURCES := $(shell find msstorm -name '*.pyx' -o -name '*.pxd' -o -name '*.py' | grep -v __pycache__)
+
+.PHONY: help build wheel test test-fast lint format bench clean node-deps
+
+help:
+	@echo "make build     compile the Cython extensions into a virtual environment ($(VENV))"
+	@echo "make test      install everything the tests need, then run them all"
+	@echo "make test-fast the protocol tests only (no sockets)"
+	@echo "make lint      ruff, mypy --strict, cython-lint"
+	@echo "make bench     the quick benchmarks (results in bench/results/)"
+	@echo "make wheel     build a wheel into dist/"
+	@echo "make clean     remove build output"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml setup.py
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+# Recompile only what changed (cythonize is incremental).
+build: $(STAMP) $(SOURCES)
+	$(BIN)/python setup.py --quiet build_ext --inplace
+
+node-deps: $(NODE_DIR)/node_modules/.package-lock.json
+
+$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+
+test: build node-deps
+	$(BIN)/python -m pytest -q
+
+test-fast: build
+	$(BIN)/python -m pytest -q tests/protocol
+
+lint: $(STAMP)
+	$(BIN)/ruff check msstorm examples tests bench
+	$(BIN)/ruff format --check msstorm examples tests bench
+	$(BIN)/mypy
+	$(BIN)/cython-lint msstorm
+
+format: $(STAMP)
+	$(BIN)/ruff format msstorm examples tests bench
+	$(BIN)/ruff check --fix msstorm examples tests bench
+
+bench: build
+	$(BIN)/python bench/run_engine.py --quick
+
+wheel: $(BIN)/python
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find msstorm \( -name '*.so' -o -name '*.c' -o -name '*.html' \) -delete
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,47 @@
+"""Build the Cython fast paths.
+
+Two kinds of extension live here:
+- hand-written ``.pyx`` modules under ``msstorm/_fastpath/`` (the codec), whose
+  plain-Python twin is a separate module under ``msstorm/protocol/``;
+- "pure Python mode" modules: one ``.py`` source typed by a ``.pxd`` beside it.
+  A ``*_c.py`` file is a symbolic link to its plain twin, so the same source is
+  importable both interpreted and compiled (the aiohttp way).
+Set ``MSSTORM_CYTHON_TRACE=1`` to build with line tracing for profilers.
+"""
+
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+MODULES = [
+    "msstorm/_fastpath/codec.pyx",
+    "msstorm/_fastpath/timers_c.py",
+    "msstorm/server/connection.py",
+]
+
+trace = os.environ.get("MSSTORM_CYTHON_TRACE") == "1"
+macros = [("CYTHON_TRACE", "1")] if trace else []
+extensions = [
+    Extension(
+        path.rsplit(".", 1)[0].replace("/", "."),
+        [path],
+        define_macros=macros,
+        extra_compile_args=["-O3"],
+    )
+    for path in MODULES
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "embedsignature": True,
+            "linetrace": trace,
+        },
+    )
+)
