@@ -1,0 +1,27 @@
+# Types for connection.py, compiled in Cython's pure Python mode.
+cimport picows.picows
+from picows.picows cimport WSTransport, WSFrame
+
+cdef class Connection(picows.picows.WSListener):
+    cdef public object app
+    cdef public WSTransport transport
+    cdef public object session
+    cdef public bint closed
+    cdef public object close_reason
+    cdef object fragments
+    cdef bint fragment_binary
+    cdef public list held
+
+    cpdef on_ws_connected(self, WSTransport transport)
+    cpdef on_ws_frame(self, WSTransport transport, WSFrame frame)
+    cpdef on_ws_disconnected(self, WSTransport transport)
+    cpdef receive(self, bytes data, bint binary)
+    cdef _fragment(self, WSFrame frame)
+    cdef _refuse(self, object exc)
+    cpdef send_text(self, bytes frame)
+    cpdef send_binary(self, bytes frame)
+    cpdef send_frames(self, object frames)
+    cpdef hold(self)
+    cpdef release(self)
+    cpdef close(self, object code=*, str reason=*)
+    cpdef on_timer(self, object wheel, double now)

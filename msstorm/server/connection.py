@@ -1,0 +1,203 @@
+"""One WebSocket connection: the picows listener that ties a socket to its session.
+
+picows calls this listener for each frame; it hands the frame to the protocol
+session (``msstorm.protocol.session``), passes what comes out to the
+application (a ``Server`` or ``EngineServer``), and writes what the application
+sends. It is the only per-connection object msstorm adds to picows's own, so it
+holds nothing the connection does not need after the handshake: no Task, no
+logger, no buffer (a fragmented message borrows one until its last fragment).
+
+This file is compiled by Cython in pure Python mode, typed by
+``connection.pxd``; it also runs uncompiled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import picows.picows
+from picows import WSCloseCode, WSMsgType
+
+from msstorm.protocol.errors import PayloadTooLarge, ProtocolError
+from msstorm.protocol.session import (
+    IGNORED,
+    PEER_CLOSED,
+    TIMER_CONNECT_TIMEOUT,
+    TIMER_PING,
+    TIMER_PING_TIMEOUT,
+)
+
+_TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
+_CONTINUATION = WSMsgType.CONTINUATION
+_CLOSE = WSMsgType.CLOSE
+_PING_FRAME = b"2"
+
+
+class Connection(picows.picows.WSListener):
+    """The listener of one accepted WebSocket, serving ``app``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.transport: Any = None
+        self.session: Any = None
+        self.closed = False
+        self.close_reason: str | None = None
+        self.fragments: bytearray | None = None  # while a fragmented message arrives
+        self.fragment_binary = False
+        self.held: list[Any] | None = None  # frames held back while a CONNECT is decided
+
+    # -- picows callbacks -----------------------------------------------------
+
+    def on_ws_connected(self, transport: Any) -> None:
+        self.transport = transport
+        try:
+            # The parsed upgrade request and response are not needed any more.
+            transport.request = None
+            transport.response = None
+        except AttributeError:  # interpreted: picows keeps them read-only to Python
+            pass
+        self.app.open(self)
+
+    def on_ws_frame(self, transport: Any, frame: Any) -> None:
+        if self.closed:
+            return
+        msg_type = frame.msg_type
+        if msg_type == _CLOSE:
+            self.close(WSCloseCode.OK, "transport close")
+            return
+        if not frame.fin or msg_type == _CONTINUATION:
+            self._fragment(frame)
+            return
+        if msg_type == _TEXT:
+            self.receive(frame.get_payload_as_bytes(), False)
+        elif msg_type == _BINARY:
+            self.receive(frame.get_payload_as_bytes(), True)
+
+    def on_ws_disconnected(self, transport: Any) -> None:
+        self.closed = True
+        self.fragments = None
+        self.held = None
+        if self.close_reason is None:
+            self.close_reason = "transport close"
+        self.app.closed(self, self.close_reason)
+
+    # -- frames in ------------------------------------------------------------
+
+    def receive(self, data: bytes, binary: bool) -> None:
+        """One whole WebSocket message: through the session, then to the app."""
+        session = self.session
+        try:
+            event = session.receive_binary(data) if binary else session.receive_text(data)
+            if event is None:
+                return
+            if event is IGNORED:
+                self.app.stats.ignored += 1
+            elif event is PEER_CLOSED:
+                self.close(WSCloseCode.OK, "transport close")
+            else:
+                self.app.handle(self, event)
+        except ProtocolError as exc:
+            self.app.refused(self, exc)
+            self.close(exc.close_code, exc.reason)
+
+    def _fragment(self, frame: Any) -> None:
+        # Browsers and Node's ws rarely fragment; when they do, gather the pieces.
+        if self.fragments is None:
+            if frame.msg_type == _CONTINUATION:
+                self._refuse(ProtocolError("continuation frame with no message to continue"))
+                return
+            self.fragments = bytearray()
+            self.fragment_binary = frame.msg_type == _BINARY
+        elif frame.msg_type != _CONTINUATION:
+            self._refuse(ProtocolError("new message before the last one's final fragment"))
+            return
+        self.fragments += frame.get_payload_as_bytes()
+        if len(self.fragments) > self.app.config.max_payload:
+            self._refuse(PayloadTooLarge("fragmented message over maxPayload"))
+            return
+        if frame.fin:
+            data = bytes(self.fragments)
+            self.fragments = None
+            self.receive(data, self.fragment_binary)
+
+    def _refuse(self, exc: ProtocolError) -> None:
+        self.fragments = None
+        self.app.refused(self, exc)
+        self.close(exc.close_code, exc.reason)
+
+    # -- frames out -----------------------------------------------------------
+
+    def send_text(self, frame: bytes) -> None:
+        if self.held is not None:
+            self.held.append(frame)
+        elif not self.closed:
+            self.transport.send(_TEXT, frame)
+
+    def send_binary(self, frame: bytes) -> None:
+        if self.held is not None:
+            self.held.append(bytearray(frame))  # bytearray marks it binary until release
+        elif not self.closed:
+            self.transport.send(_BINARY, frame)
+
+    def send_frames(self, frames: Any) -> None:
+        """What the codec's ``encode`` returned: a text frame, or text then attachments."""
+        if type(frames) is bytes:
+            self.send_text(frames)
+            return
+        first = True
+        for frame in frames:
+            if first:
+                self.send_text(frame)
+                first = False
+            else:
+                self.send_binary(frame)
+
+    def hold(self) -> None:
+        """Keep outgoing frames back until ``release`` (while a CONNECT is decided)."""
+        if self.held is None:
+            self.held = []
+
+    def release(self) -> None:
+        held = self.held
+        self.held = None
+        if held:
+            for frame in held:
+                if type(frame) is bytearray:
+                    self.send_binary(bytes(frame))
+                else:
+                    self.send_text(frame)
+
+    def close(self, code: Any = WSCloseCode.OK, reason: str = "forced close") -> None:
+        """Close this connection with a WebSocket close frame; ``reason`` goes to the app."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self.fragments = None
+        self.held = None
+        transport = self.transport
+        if transport is not None:
+            transport.send_close(code, reason.encode())
+            transport.disconnect()
+
+    # -- time -----------------------------------------------------------------
+
+    def on_timer(self, wheel: Any, now: float) -> None:
+        """The heartbeat wheel hands the connection back once its deadline may have come."""
+        session = self.session
+        if self.closed or session is None:
+            return
+        if now < session.deadline:
+            wheel.schedule(self, session.deadline)
+            return
+        action = session.on_timer(now)
+        if action == TIMER_PING:
+            self.transport.send(_TEXT, _PING_FRAME)
+        elif action == TIMER_PING_TIMEOUT:
+            self.close(WSCloseCode.OK, "ping timeout")
+            return
+        elif action == TIMER_CONNECT_TIMEOUT:
+            self.close(WSCloseCode.OK, "connect timeout")
+            return
+        wheel.schedule(self, session.deadline)

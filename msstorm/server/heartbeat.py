@@ -1,0 +1,62 @@
+"""The heartbeat: one timer per process drives every connection's deadlines.
+
+Each connection sits in a timer wheel under its session's next deadline (ping
+due, pong overdue, CONNECT overdue). One ``call_at`` per tick collects the due
+connections and lets each act (``Connection.on_timer``): no asyncio handle or
+Task per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from msstorm._fastpath import TimerWheel
+
+log = logging.getLogger("msstorm.server")
+
+# Bounds on the tick: fine enough for test-sized intervals, coarse for real ones.
+MIN_RESOLUTION = 0.005
+MAX_RESOLUTION = 0.25
+
+
+def resolution_for(*intervals_ms: int) -> float:
+    """A tick a tenth of the shortest interval, within the bounds above."""
+    shortest = min(intervals_ms) / 1000.0
+    return min(MAX_RESOLUTION, max(MIN_RESOLUTION, shortest / 10.0))
+
+
+class Heartbeat:
+    """The timer wheel of one process and the tick that advances it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float) -> None:
+        self.loop = loop
+        self.resolution = resolution
+        self.wheel = TimerWheel(resolution, loop.time())
+        self._handle: asyncio.TimerHandle | None = None
+
+    def watch(self, connection: Any) -> None:
+        """Start serving ``connection``'s session deadlines."""
+        self.wheel.schedule(connection, connection.session.deadline)
+        if self._handle is None:
+            self._handle = self.loop.call_at(self.loop.time() + self.resolution, self._tick)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        wheel = self.wheel
+        for connection in wheel.advance(now):
+            try:
+                connection.on_timer(wheel, now)
+            except Exception:  # one broken connection must not stop everyone's heartbeat
+                log.exception("heartbeat failed for a connection; closing it")
+                connection.close(reason="transport error")
+        if wheel.count:
+            self._handle = self.loop.call_at(now + self.resolution, self._tick)
+        else:
+            self._handle = None

@@ -1,0 +1,310 @@
+"""The Socket.IO v5 server: namespaces, events, acks both ways, binary packets.
+
+The public API, in the spirit of python-socketio::
+
+    server = Server()
+
+    @server.on("connect")
+    def connect(sid, auth):            # return False or raise ConnectionRefused to refuse
+        server.emit("welcome", to=sid)
+
+    @server.on("message")
+    def message(sid, *args):           # a return value becomes the ack's arguments
+        return args
+
+Handlers may be plain functions (the fast path) or coroutines (run as one Task
+per call). Frames emitted to a socket while its connect handler is deciding are
+held back until the CONNECT answer has been sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from inspect import iscoroutine
+from typing import Any
+
+from msstorm._fastpath import Session, codec
+from msstorm.protocol.errors import ConnectionRefused
+from msstorm.protocol.packets import (
+    ACK,
+    BINARY_ACK,
+    BINARY_EVENT,
+    CONNECT,
+    CONNECT_ERROR,
+    DISCONNECT,
+    EVENT,
+)
+
+from .endpoint import HANDLER_FAILED, Endpoint
+from .ids import new_sid
+
+log = logging.getLogger("msstorm.server")
+
+Handler = Callable[..., Any]
+
+
+class Namespace:
+    """A namespace's handlers and the sockets connected to it."""
+
+    __slots__ = ("handlers", "name", "sockets")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.handlers: dict[str, Handler] = {}
+        self.sockets: dict[str, Any] = {}  # sid -> Connection
+
+
+class Server(Endpoint):
+    """Socket.IO v5 at ``path`` (``/socket.io/`` by default).
+
+    Options are Socket.IO's, in milliseconds and bytes: ``ping_interval``,
+    ``ping_timeout``, ``max_payload``, ``connect_timeout``. Namespace ``/``
+    always exists; others exist once named by ``namespace()`` or ``on()``,
+    and a CONNECT to any other is refused with ``Invalid namespace``.
+    """
+
+    session_class = Session
+
+    def __init__(self, *, path: str = "/socket.io/", **options: int) -> None:
+        super().__init__(path, **options)
+        self.namespaces: dict[str, Namespace] = {"/": Namespace("/")}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def intervals(self) -> tuple[int, ...]:
+        return (*super().intervals(), self.config.connect_timeout)
+
+    # -- public API -----------------------------------------------------------
+
+    def namespace(self, name: str) -> Namespace:
+        """The namespace called ``name``, created if needed."""
+        if not name.startswith("/"):
+            raise ValueError(f"a namespace starts with '/': {name!r}")
+        nsp = self.namespaces.get(name)
+        if nsp is None:
+            nsp = self.namespaces[name] = Namespace(name)
+        return nsp
+
+    def on(self, event: str, handler: Handler | None = None, *, namespace: str = "/") -> Any:
+        """Register a handler; usable as ``@server.on("event", namespace="/x")``.
+
+        ``connect`` handlers get ``(sid, auth)``, ``disconnect`` handlers
+        ``(sid, reason)``, event handlers ``(sid, *args)``.
+        """
+        nsp = self.namespace(namespace)
+
+        def register(fn: Handler) -> Handler:
+            nsp.handlers[event] = fn
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    def emit(
+        self,
+        event: str,
+        *args: Any,
+        to: str | None = None,
+        namespace: str = "/",
+        callback: Handler | None = None,
+    ) -> int:
+        """Send an event to one socket (``to``) or to all of a namespace.
+
+        The packet is encoded once whatever the number of recipients.
+        ``callback`` receives the client's ack arguments (one recipient only).
+        Returns the number of sockets it was sent to.
+        """
+        nsp = self.namespaces.get(namespace)
+        if nsp is None:
+            raise ValueError(f"unknown namespace {namespace!r}")
+        data = [event, *args]
+        if to is None:
+            if callback is not None:
+                raise ValueError("an ack callback needs a single recipient (to=sid)")
+            frames = codec.encode(EVENT, namespace, data)
+            for conn in nsp.sockets.values():
+                conn.send_frames(frames)
+            return len(nsp.sockets)
+        conn = nsp.sockets.get(to)
+        if conn is None:
+            return 0
+        ack_id = conn.session.expect_ack(callback) if callback is not None else None
+        conn.send_frames(codec.encode(EVENT, namespace, data, ack_id))
+        return 1
+
+    async def call(
+        self, event: str, *args: Any, to: str, namespace: str = "/", timeout: float = 60.0
+    ) -> list[Any]:
+        """Emit to one socket and wait for its ack; returns the ack's arguments."""
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+
+        def answered(*values: Any) -> None:
+            if not future.done():
+                future.set_result(list(values))
+
+        if not self.emit(event, *args, to=to, namespace=namespace, callback=answered):
+            raise LookupError(f"no socket {to!r} in namespace {namespace!r}")
+        return await asyncio.wait_for(future, timeout)
+
+    def disconnect(self, sid: str, namespace: str = "/") -> bool:
+        """Disconnect a socket from a namespace; False if it was not connected."""
+        nsp = self.namespaces.get(namespace)
+        conn = nsp.sockets.get(sid) if nsp is not None else None
+        if conn is None or nsp is None:
+            return False
+        conn.session.leave(namespace)
+        conn.send_text(codec.encode(DISCONNECT, namespace))
+        self._left(nsp, sid, "server namespace disconnect")
+        return True
+
+    def sids(self, namespace: str = "/") -> list[str]:
+        """The sids connected to a namespace."""
+        nsp = self.namespaces.get(namespace)
+        return list(nsp.sockets) if nsp is not None else []
+
+    # -- Endpoint: events from connections ------------------------------------
+
+    def handle(self, conn: Any, packet: Any) -> None:
+        kind = packet.type
+        if kind == EVENT or kind == BINARY_EVENT:
+            self._event(conn, packet)
+        elif kind == ACK or kind == BINARY_ACK:
+            callback = conn.session.take_ack(packet.id)
+            if callback is None:
+                self.stats.ignored += 1  # nobody waits for that ack (any more)
+            else:
+                self.run_handler(callback, *packet.data)
+        elif kind == CONNECT:
+            self._connect(conn, packet)
+        elif kind == DISCONNECT:
+            sid = conn.session.leave(packet.namespace)
+            self._left(self.namespaces[packet.namespace], sid, "client namespace disconnect")
+
+    def lost(self, conn: Any, reason: str) -> None:
+        namespaces = conn.session.namespaces
+        for name, sid in namespaces.items():
+            self._left(self.namespaces[name], sid, reason)
+        namespaces.clear()
+
+    # -- events ---------------------------------------------------------------
+
+    def _event(self, conn: Any, packet: Any) -> None:
+        namespace = packet.namespace
+        data = packet.data
+        handler = self.namespaces[namespace].handlers.get(data[0])
+        if handler is None:
+            self.stats.ignored += 1
+            return
+        sid = conn.session.namespaces[namespace]
+        result = self.run_handler(handler, sid, *data[1:])
+        if iscoroutine(result):
+            self._spawn(result, lambda value: self._ack(conn, namespace, packet.id, value))
+        elif packet.id is not None and result is not HANDLER_FAILED:
+            self._ack(conn, namespace, packet.id, result)
+
+    def _ack(self, conn: Any, namespace: str, ack_id: int | None, result: Any) -> None:
+        if ack_id is None or conn.closed or result is HANDLER_FAILED:
+            return
+        if result is None:
+            args: list[Any] = []
+        elif type(result) is tuple:
+            args = list(result)
+        else:
+            args = [result]
+        conn.send_frames(codec.encode(ACK, namespace, args, ack_id))
+
+    # -- namespace membership -------------------------------------------------
+
+    def _connect(self, conn: Any, packet: Any) -> None:
+        name = packet.namespace
+        nsp = self.namespaces.get(name)
+        if nsp is None:
+            self.stats.refused["InvalidNamespace"] += 1
+            conn.send_text(codec.encode(CONNECT_ERROR, name, {"message": "Invalid namespace"}))
+            return
+        sid = new_sid()
+        # Registered before the handler runs, so that it can emit to the new sid;
+        # the session joins only once the CONNECT is accepted.
+        nsp.sockets[sid] = conn
+        handler = nsp.handlers.get("connect")
+        if handler is None:
+            self._decided(conn, nsp, sid, None)
+            return
+        conn.hold()
+        auth = packet.data if packet.data is not None else {}
+        try:
+            result = handler(sid, auth)
+        except Exception as exc:
+            result = self._refusal(exc)
+        if iscoroutine(result):
+            self._spawn(
+                result,
+                lambda value: self._decided(conn, nsp, sid, value),
+                lambda exc: self._decided(conn, nsp, sid, self._refusal(exc)),
+            )
+        else:
+            self._decided(conn, nsp, sid, result)
+
+    def _refusal(self, exc: BaseException) -> ConnectionRefused:
+        if isinstance(exc, ConnectionRefused):
+            return exc
+        self.stats.handler_errors += 1
+        log.error("connect handler raised", exc_info=exc)
+        return ConnectionRefused("Internal server error")
+
+    def _decided(self, conn: Any, nsp: Namespace, sid: str, result: Any) -> None:
+        if conn.closed:
+            nsp.sockets.pop(sid, None)
+            return
+        if result is False:
+            result = ConnectionRefused("Connection refused")
+        if isinstance(result, ConnectionRefused):
+            nsp.sockets.pop(sid, None)
+            conn.held = None
+            conn.send_text(codec.encode(CONNECT_ERROR, nsp.name, result.payload()))
+            return
+        conn.session.join(nsp.name, sid)
+        answer = codec.encode(CONNECT, nsp.name, {"sid": sid})
+        if conn.held is not None:
+            conn.held.insert(0, answer)
+            conn.release()
+        else:
+            conn.send_text(answer)
+
+    def _left(self, nsp: Namespace, sid: str | None, reason: str) -> None:
+        if sid is None or nsp.sockets.pop(sid, None) is None:
+            return
+        handler = nsp.handlers.get("disconnect")
+        if handler is not None:
+            self._spawn_if_coroutine(self.run_handler(handler, sid, reason))
+
+    # -- running handlers -----------------------------------------------------
+
+    def _spawn_if_coroutine(self, result: Any) -> None:
+        if iscoroutine(result):
+            self._spawn(result, None)
+
+    def _spawn(
+        self,
+        coroutine: Any,
+        on_result: Callable[[Any], None] | None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+
+        def finished(task: asyncio.Task[Any]) -> None:
+            self._tasks.discard(task)
+            if task.cancelled():
+                return
+            exc = task.exception()
+            if exc is not None:
+                if on_error is not None:
+                    on_error(exc)
+                else:
+                    self.stats.handler_errors += 1
+                    log.error("handler raised", exc_info=exc)
+            elif on_result is not None:
+                on_result(task.result())
+
+        task.add_done_callback(finished)
