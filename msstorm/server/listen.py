@@ -32,8 +32,20 @@ from .heartbeat import Heartbeat, resolution_for
 
 log = logging.getLogger("msstorm.server")
 
+
+
+class _NoParserErrors(logging.Filter):
+    """picows logs each malformed frame at ERROR; a hostile peer must not flood the
+    log with them (the endpoint counts them in its stats instead)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("WS parser error")
+
+
 # picows would give every connection a child logger unless handed an adapter.
-_PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("msstorm.picows"), {})
+_picows_logger = logging.getLogger("msstorm.picows")
+_picows_logger.addFilter(_NoParserErrors())
+_PICOWS_LOG = logging.LoggerAdapter(_picows_logger, {})
 _JSON = {"Content-Type": "application/json"}
 HEALTH_PATH = "/healthz"
 SERVED_TRANSPORTS = ("websocket",)
