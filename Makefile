@@ -6,9 +6,10 @@ NODE_DIR := tests/interop/node
 STAMP := $(VENV)/.installed
 SOURCES := $(shell find msstorm -name '*.pyx' -o -name '*.pxd' -o -name '*.py' | grep -v __pycache__)
 
-.PHONY: help build wheel test test-fast lint format bench clean node-deps
+.PHONY: help server build wheel test test-fast lint format bench clean node-deps
 
 help:
+	@echo "make server    build, then run msstorm-server on 127.0.0.1:3000 (ARGS=... for options)"
 	@echo "make build     compile the Cython extensions into a virtual environment ($(VENV))"
 	@echo "make test      install everything the tests need, then run them all"
 	@echo "make test-fast the protocol tests only (no sockets)"
@@ -28,6 +29,9 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py
 # Recompile only what changed (cythonize is incremental).
 build: $(STAMP) $(SOURCES)
 	$(BIN)/python setup.py --quiet build_ext --inplace
+
+server: build
+	$(BIN)/msstorm-server $(ARGS)
 
 node-deps: $(NODE_DIR)/node_modules/.package-lock.json
 
