@@ -22,8 +22,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# The build requirements go into the venv too, so that `make build` can recompile in place.
 $(STAMP): $(BIN)/python pyproject.toml setup.py
-	$(BIN)/pip install --quiet -e '.[test,dev]'
+	$(BIN)/pip install --quiet --upgrade "setuptools>=77" wheel "Cython>=3.0.10,<3.4" picows==2.3.1
+	$(BIN)/pip install --quiet --no-build-isolation -e '.[test,dev]'
 	touch $(STAMP)
 
 # Recompile only what changed (cythonize is incremental).

@@ -17,7 +17,7 @@ from setuptools import Extension, setup
 MODULES = [
     "msstorm/_fastpath/codec.pyx",
     "msstorm/_fastpath/timers_c.py",
-    "msstorm/server/connection.py",
+    "msstorm/_fastpath/connection_c.py",
 ]
 
 trace = os.environ.get("MSSTORM_CYTHON_TRACE") == "1"

@@ -13,9 +13,10 @@ from types import ModuleType
 from msstorm.protocol import packets as _packets_py
 from msstorm.protocol.session import SocketSession
 
+from . import connection as _connection_py
 from . import timers as _timers_py
 
-__all__ = ["EXTENSIONS", "Session", "TimerWheel", "codec", "compiled", "timers"]
+__all__ = ["EXTENSIONS", "Connection", "Session", "TimerWheel", "codec", "compiled", "timers"]
 
 EXTENSIONS = os.environ.get("MSSTORM_NO_EXTENSIONS", "").lower() not in ("1", "true", "yes")
 
@@ -32,16 +33,19 @@ _NOT_BUILT = (
 
 codec: ModuleType
 timers: ModuleType
+connection: ModuleType
 if EXTENSIONS:
     try:
         from . import codec
+        from . import connection_c as connection
         from . import timers_c as timers
     except ImportError as exc:
         raise ImportError(_NOT_BUILT) from exc
-    if not compiled(timers):  # timers_c.py is importable uncompiled too
+    # The *_c.py links are importable uncompiled too: make sure they were built.
+    if not (compiled(timers) and compiled(connection)):
         raise ImportError(_NOT_BUILT)
 else:
-    codec, timers = _packets_py, _timers_py
+    codec, timers, connection = _packets_py, _timers_py, _connection_py
 
 
 class Session(SocketSession):
@@ -53,3 +57,4 @@ class Session(SocketSession):
 
 
 TimerWheel = timers.TimerWheel
+Connection = connection.Connection

@@ -23,10 +23,10 @@ from picows import (
     ws_create_server,
 )
 
+from msstorm._fastpath import Connection
 from msstorm.protocol.engineio import parse_handshake
 from msstorm.protocol.errors import HandshakeError
 
-from .connection import Connection
 from .endpoint import Endpoint
 from .heartbeat import Heartbeat, resolution_for
 

@@ -1,4 +1,4 @@
-# Types for connection.py, compiled in Cython's pure Python mode.
+# Types for connection_c.py, the compiled twin of connection.py (a symbolic link to it).
 cimport picows.picows
 from picows.picows cimport WSTransport, WSFrame
 

@@ -7,8 +7,8 @@ sends. It is the only per-connection object msstorm adds to picows's own, so it
 holds nothing the connection does not need after the handshake: no Task, no
 logger, no buffer (a fragmented message borrows one until its last fragment).
 
-This file is compiled by Cython in pure Python mode, typed by
-``connection.pxd``; it also runs uncompiled.
+``connection_c.py`` is this same file compiled by Cython in pure Python mode,
+typed by ``connection_c.pxd``.
 """
 
 from __future__ import annotations
