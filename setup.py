@@ -15,7 +15,10 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 MODULES = [
-    "msstorm/_fastpath/codec.pyx",
+    "msstorm/_fastpath/codec_c.pyx",
+    "msstorm/_fastpath/histogram_c.pyx",
+    "msstorm/_fastpath/rtt_c.pyx",
+    "msstorm/_fastpath/pokes_c.pyx",
     "msstorm/_fastpath/timers_c.py",
     "msstorm/_fastpath/connection_c.py",
 ]

@@ -13,9 +13,9 @@ from msstorm.protocol.session import SocketSession
 
 
 def _compiled_codec() -> ModuleType:
-    from msstorm._fastpath import codec
+    from msstorm._fastpath import codec_c
 
-    return codec
+    return codec_c
 
 
 def _compiled_timers() -> ModuleType:

@@ -1,24 +1,47 @@
 """The fast paths, and the one place that picks compiled code or its plain twin.
 
-Every module here has a plain-Python twin with the same API. The compiled ones
-are used unless ``MSSTORM_NO_EXTENSIONS=1``; when they are missing that is an
-error that says how to build them, never a silent slowdown.
+Every module here has a plain-Python twin with the same API:
+
+    compiled        plain twin                     what
+    codec_c         msstorm.protocol.packets       Socket.IO packet encode/decode
+    connection_c    connection                     the picows listener of a connection
+    timers_c        timers                         the heartbeat timer wheel
+    histogram_c     histogram                      log-linear histograms
+    rtt_c           rtt                            the pending-poke table
+    pokes_c         pokes                          poke frames and the fan-out loop
+
+The compiled ones are used unless ``MSSTORM_NO_EXTENSIONS=1``; when they are
+missing that is an error that says how to build them, never a silent slowdown.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from types import ModuleType
 
 from msstorm.protocol import packets as _packets_py
 from msstorm.protocol.session import SocketSession
 
-from . import connection as _connection_py
-from . import timers as _timers_py
-
-__all__ = ["EXTENSIONS", "Connection", "Session", "TimerWheel", "codec", "compiled", "timers"]
+__all__ = [
+    "EXTENSIONS",
+    "Connection",
+    "Histogram",
+    "PokeFrame",
+    "PokeTable",
+    "Session",
+    "TimerWheel",
+    "codec",
+    "compiled",
+    "send_pokes",
+]
 
 EXTENSIONS = os.environ.get("MSSTORM_NO_EXTENSIONS", "").lower() not in ("1", "true", "yes")
+
+_NOT_BUILT = (
+    "msstorm's Cython extensions are not built: run `make build`, "
+    "or set MSSTORM_NO_EXTENSIONS=1 to run the plain-Python twins"
+)
 
 
 def compiled(module: ModuleType) -> bool:
@@ -26,26 +49,26 @@ def compiled(module: ModuleType) -> bool:
     return (module.__file__ or "").endswith((".so", ".pyd"))
 
 
-_NOT_BUILT = (
-    "msstorm's Cython extensions are not built: run `make build`, "
-    "or set MSSTORM_NO_EXTENSIONS=1 to run the plain-Python twins"
-)
-
-codec: ModuleType
-timers: ModuleType
-connection: ModuleType
-if EXTENSIONS:
+def _pick(compiled_name: str, plain: str) -> ModuleType:
+    if not EXTENSIONS:
+        return importlib.import_module(plain)
     try:
-        from . import codec
-        from . import connection_c as connection
-        from . import timers_c as timers
+        module = importlib.import_module(f"{__name__}.{compiled_name}")
     except ImportError as exc:
         raise ImportError(_NOT_BUILT) from exc
-    # The *_c.py links are importable uncompiled too: make sure they were built.
-    if not (compiled(timers) and compiled(connection)):
+    if not compiled(module):  # the *_c.py links are importable uncompiled too
         raise ImportError(_NOT_BUILT)
-else:
-    codec, timers, connection = _packets_py, _timers_py, _connection_py
+    return module
+
+
+# The chosen modules; private names, so that importing a twin by its own name
+# (``from msstorm._fastpath import timers``) always gets that twin.
+codec = _pick("codec_c", _packets_py.__name__)
+_timers = _pick("timers_c", f"{__name__}.timers")
+_connection = _pick("connection_c", f"{__name__}.connection")
+_histogram = _pick("histogram_c", f"{__name__}.histogram")
+_rtt = _pick("rtt_c", f"{__name__}.rtt")
+_pokes = _pick("pokes_c", f"{__name__}.pokes")
 
 
 class Session(SocketSession):
@@ -56,5 +79,9 @@ class Session(SocketSession):
     reconstruct = staticmethod(codec.reconstruct)
 
 
-TimerWheel = timers.TimerWheel
-Connection = connection.Connection
+TimerWheel = _timers.TimerWheel
+Connection = _connection.Connection
+Histogram = _histogram.Histogram
+PokeTable = _rtt.PokeTable
+PokeFrame = _pokes.PokeFrame
+send_pokes = _pokes.send_pokes

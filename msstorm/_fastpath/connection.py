@@ -80,12 +80,11 @@ class Connection(picows.picows.WSListener):
         self.held = None
         if self.close_reason is None:
             self.close_reason = "transport close"
-            handshake = transport.close_handshake
-            if handshake is not None and handshake.sent is not None:
-                if handshake.sent.code == WSCloseCode.MESSAGE_TOO_BIG:
-                    # picows refused a frame over max_frame_size before we saw it.
-                    self.app.refused(self, PayloadTooLarge("frame over maxPayload"))
-                    self.close_reason = "parse error"
+            sent = transport.close_handshake.sent if transport.close_handshake else None
+            if sent is not None and sent.code == WSCloseCode.MESSAGE_TOO_BIG:
+                # picows refused a frame over max_frame_size before we saw it.
+                self.app.refused(self, PayloadTooLarge("frame over maxPayload"))
+                self.close_reason = "parse error"
         self.app.closed(self, self.close_reason)
 
     # -- frames in ------------------------------------------------------------

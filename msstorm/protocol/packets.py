@@ -1,6 +1,6 @@
 """Socket.IO v5 packets: the plain-Python codec.
 
-This is the reference twin of the Cython codec ``msstorm._fastpath.codec``: same
+This is the reference twin of the Cython codec ``msstorm._fastpath.codec_c``: same
 functions, same results, same errors; the tests run both and check that they agree
 with each other and with python-socketio's ``Packet``. Which one the server uses
 is decided in ``msstorm._fastpath`` alone.

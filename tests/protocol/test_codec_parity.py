@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from socketio.packet import Packet as OraclePacket
 
-from msstorm._fastpath import codec as codec_c
+from msstorm._fastpath import codec_c
 from msstorm.protocol import packets as codec_py
 from msstorm.protocol.errors import PacketError
 from msstorm.protocol.packets import (

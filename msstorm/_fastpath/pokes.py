@@ -1,0 +1,76 @@
+"""Poke frames and the fan-out loop: encode once, send many.
+
+A poke's id names its operation and its slot in the operation's
+``PokeTable``: ``"<op>.<index as 8 hex digits>"``; its ``ts`` is the server's
+wall clock in milliseconds, written with a fixed width (17 characters, until
+the year 2286). So every poke of a broadcast (or the two children of a tree
+node) has the same bytes but for two fixed-width fields: a ``PokeFrame`` is
+that text once, and ``send_pokes`` patches the two fields in place for each
+recipient and hands the same buffer to the socket.
+
+This is the plain-Python twin of ``pokes_c.pyx``: same frames, same table
+entries; the compiled loop makes no Python call per recipient.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+INDEX_WIDTH = 8
+TS_WIDTH = 17
+MAX_POKES = 16**INDEX_WIDTH
+
+
+class PokeFrame:
+    """The text of a poke, with its index and ts left to fill in."""
+
+    __slots__ = ("_head", "_middle", "_tail")
+
+    def __init__(self, op_id: str, tree_leaves: int = 0, parent_id: str | None = None) -> None:
+        if "." in op_id or '"' in op_id or "\\" in op_id:
+            raise ValueError(f"unusable operation id {op_id!r}")
+        self._head = f'42["poke",{{"id":"{op_id}.'
+        self._middle = '","ts":'
+        tail = ""
+        if tree_leaves:
+            parent = "-1" if parent_id is None else f'"{parent_id}"'
+            tail = f',"treeLeaves":{tree_leaves},"treeId":"{op_id}","parentId":{parent}'
+        self._tail = tail + "}]"
+
+    def render(self, index: int, wall_ms: float) -> bytes:
+        """The frame for poke ``index`` sent at ``wall_ms`` (UNIX ms)."""
+        if not 0 <= index < MAX_POKES:
+            raise ValueError(f"poke index out of range: {index}")
+        ts = f"{wall_ms:{TS_WIDTH}.3f}"  # space-padded: JSON allows blanks, not leading zeros
+        if len(ts) != TS_WIDTH:
+            raise ValueError(f"wall clock out of range: {wall_ms}")
+        return f"{self._head}{index:0{INDEX_WIDTH}x}{self._middle}{ts}{self._tail}".encode()
+
+
+def send_pokes(
+    frame: PokeFrame,
+    conns: Sequence[Any],
+    start: int,
+    stop: int,
+    first_index: int,
+    table: Any,
+) -> int:
+    """Send poke ``first_index + i`` to ``conns[i]`` for ``i`` in ``start..stop``.
+
+    Each send is timed in ``table``; a connection that has closed gets its poke
+    marked unsent instead. Returns the number sent.
+    """
+    sent = 0
+    for i in range(start, stop):
+        conn = conns[i]
+        index = first_index + i
+        if conn.closed:
+            table.mark_unsent(index)
+            continue
+        data = frame.render(index, time.time() * 1000.0)
+        table.mark_sent(index, time.monotonic())
+        conn.send_text(data)
+        sent += 1
+    return sent

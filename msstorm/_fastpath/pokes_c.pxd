@@ -1,0 +1,14 @@
+# The compiled poke frames and fan-out loop; the plain-Python twin is pokes.py.
+from msstorm._fastpath.rtt_c cimport PokeTable
+
+cdef class PokeFrame:
+    cdef bytearray _buffer
+    cdef Py_ssize_t _index_at
+    cdef Py_ssize_t _ts_at
+    cdef Py_ssize_t _size
+
+    cdef int _patch(self, Py_ssize_t index, double wall_ms) except -1
+    cpdef bytes render(self, Py_ssize_t index, double wall_ms)
+
+cpdef Py_ssize_t send_pokes(PokeFrame frame, list conns, Py_ssize_t start, Py_ssize_t stop,
+                            Py_ssize_t first_index, PokeTable table) except -1

@@ -1,0 +1,94 @@
+# cython: language_level=3
+"""Poke frames and the fan-out loop, compiled: see pokes.py for the frame layout.
+
+The frame lives in one bytearray with room in front for the WebSocket header,
+so picows's ``send_reuse_external_buffer`` writes the header in place and the
+loop makes one ``send()`` per recipient with nothing copied and no Python call.
+"""
+
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdio cimport snprintf
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
+
+from picows.picows cimport WSMsgType
+from msstorm._fastpath.connection_c cimport Connection
+from msstorm._fastpath.rtt_c cimport PokeTable
+
+from msstorm._fastpath.pokes import INDEX_WIDTH, MAX_POKES, TS_WIDTH
+
+cdef Py_ssize_t HEADROOM = 14  # the largest WebSocket header a server writes
+cdef Py_ssize_t _INDEX_WIDTH = INDEX_WIDTH
+cdef Py_ssize_t _TS_WIDTH = TS_WIDTH
+cdef long long _MAX_POKES = MAX_POKES
+cdef const char* _HEX = b"0123456789abcdef"
+
+
+cdef inline double _seconds(int clock) noexcept:
+    cdef timespec ts
+    clock_gettime(clock, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef class PokeFrame:
+    """The text of a poke, with its index and ts left to fill in."""
+
+    def __init__(self, str op_id, long tree_leaves=0, parent_id=None):
+        if "." in op_id or '"' in op_id or "\\" in op_id:
+            raise ValueError(f"unusable operation id {op_id!r}")
+        head = f'42["poke",{{"id":"{op_id}.'.encode()
+        tail = ""
+        if tree_leaves:
+            parent = "-1" if parent_id is None else f'"{parent_id}"'
+            tail = f',"treeLeaves":{tree_leaves},"treeId":"{op_id}","parentId":{parent}'
+        text = head + b"0" * _INDEX_WIDTH + b'","ts":' + b" " * _TS_WIDTH + (tail + "}]").encode()
+        self._buffer = bytearray(HEADROOM) + text
+        self._index_at = HEADROOM + len(head)
+        self._ts_at = self._index_at + _INDEX_WIDTH + 7
+        self._size = len(text)
+
+    cdef int _patch(self, Py_ssize_t index, double wall_ms) except -1:
+        if index < 0 or index >= _MAX_POKES:
+            raise ValueError(f"poke index out of range: {index}")
+        cdef char* p = PyByteArray_AS_STRING(self._buffer)
+        cdef Py_ssize_t i
+        cdef unsigned long long value = <unsigned long long>index
+        for i in range(_INDEX_WIDTH - 1, -1, -1):
+            p[self._index_at + i] = _HEX[value & 15]
+            value >>= 4
+        cdef char ts[32]
+        cdef int n = snprintf(ts, sizeof(ts), "%*.3f", <int>_TS_WIDTH, wall_ms)
+        if n != _TS_WIDTH:
+            raise ValueError(f"wall clock out of range: {wall_ms}")
+        for i in range(_TS_WIDTH):
+            p[self._ts_at + i] = ts[i]
+        return 0
+
+    cpdef bytes render(self, Py_ssize_t index, double wall_ms):
+        """The frame for poke ``index`` sent at ``wall_ms`` (UNIX ms)."""
+        self._patch(index, wall_ms)
+        return PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self._buffer) + HEADROOM, self._size)
+
+
+cpdef Py_ssize_t send_pokes(PokeFrame frame, list conns, Py_ssize_t start, Py_ssize_t stop,
+                            Py_ssize_t first_index, PokeTable table) except -1:
+    """Send poke ``first_index + i`` to ``conns[i]`` for ``i`` in ``start..stop``;
+    the number sent (see the plain twin)."""
+    cdef Py_ssize_t i, index, sent = 0
+    cdef Connection conn
+    cdef char* payload
+    for i in range(start, stop):
+        conn = <Connection?>conns[i]  # checked: anything else would be read as one
+        index = first_index + i
+        if conn.closed:
+            table.mark_unsent(index)
+            continue
+        frame._patch(index, _seconds(CLOCK_REALTIME) * 1000.0)
+        table.mark_sent(index, _seconds(CLOCK_MONOTONIC))
+        if conn.held is not None:  # a CONNECT still being decided: queue a copy
+            conn.send_text(frame.render(index, _seconds(CLOCK_REALTIME) * 1000.0))
+        else:
+            payload = PyByteArray_AS_STRING(frame._buffer) + HEADROOM
+            conn.transport.send_reuse_external_buffer(WSMsgType.TEXT, payload, frame._size)
+        sent += 1
+    return sent
