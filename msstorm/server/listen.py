@@ -33,7 +33,6 @@ from .heartbeat import Heartbeat, resolution_for
 log = logging.getLogger("msstorm.server")
 
 
-
 class _NoParserErrors(logging.Filter):
     """picows logs each malformed frame at ERROR; a hostile peer must not flood the
     log with them (the endpoint counts them in its stats instead)."""

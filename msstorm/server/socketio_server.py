@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable
 from inspect import iscoroutine
 from typing import Any
@@ -46,14 +47,43 @@ Handler = Callable[..., Any]
 
 
 class Namespace:
-    """A namespace's handlers and the sockets connected to it."""
+    """A namespace's handlers and the sockets connected to it.
 
-    __slots__ = ("handlers", "name", "sockets")
+    ``sockets`` maps each sid to its connection (from the CONNECT on, also while
+    the connect handler decides); ``members`` lists the accepted sids in an
+    order that allows a uniform random pick.
+    """
+
+    __slots__ = ("_where", "handlers", "members", "name", "sockets")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.handlers: dict[str, Handler] = {}
         self.sockets: dict[str, Any] = {}  # sid -> Connection
+        self.members: list[str] = []
+        self._where: dict[str, int] = {}  # sid -> its position in members
+
+    def add_member(self, sid: str) -> None:
+        self._where[sid] = len(self.members)
+        self.members.append(sid)
+
+    def remove_member(self, sid: str) -> None:
+        position = self._where.pop(sid, None)
+        if position is None:
+            return
+        last = self.members.pop()
+        if last != sid:  # move the last one into the hole
+            self.members[position] = last
+            self._where[last] = position
+
+    def pick(self, k: int) -> list[str]:
+        """``k`` sids drawn uniformly at random, distinct when there are enough."""
+        members = self.members
+        if not members:
+            return []
+        if len(members) >= k:
+            return random.sample(members, k)
+        return [random.choice(members) for _ in range(k)]
 
 
 class Server(Endpoint):
@@ -155,6 +185,18 @@ class Server(Endpoint):
         conn.session.leave(namespace)
         conn.send_text(codec.encode(DISCONNECT, namespace))
         self._left(nsp, sid, "server namespace disconnect")
+        return True
+
+    def close(
+        self, sid: str, namespace: str = "/", reason: str = "forced close", code: int = 1000
+    ) -> bool:
+        """Close the whole connection of a socket (all its namespaces) with WebSocket
+        close ``code``; False if ``sid`` is not connected."""
+        nsp = self.namespaces.get(namespace)
+        conn = nsp.sockets.get(sid) if nsp is not None else None
+        if conn is None:
+            return False
+        conn.close(code, reason)
         return True
 
     def sids(self, namespace: str = "/") -> list[str]:
@@ -264,6 +306,7 @@ class Server(Endpoint):
             conn.send_text(codec.encode(CONNECT_ERROR, nsp.name, result.payload()))
             return
         conn.session.join(nsp.name, sid)
+        nsp.add_member(sid)
         answer = codec.encode(CONNECT, nsp.name, {"sid": sid})
         if conn.held is not None:
             conn.held.insert(0, answer)
@@ -274,6 +317,7 @@ class Server(Endpoint):
     def _left(self, nsp: Namespace, sid: str | None, reason: str) -> None:
         if sid is None or nsp.sockets.pop(sid, None) is None:
             return
+        nsp.remove_member(sid)
         handler = nsp.handlers.get("disconnect")
         if handler is not None:
             self._spawn_if_coroutine(self.run_handler(handler, sid, reason))

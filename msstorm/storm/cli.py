@@ -1,7 +1,7 @@
-"""``msstorm-server``: serve Socket.IO clients on one port.
+"""``msstorm-server``: the MessageStorm server on one port.
 
-For now it serves a bare Socket.IO endpoint (namespace ``/``) and
-``/healthz``; the MessageStorm operations and the monitor namespace build on it.
+Clients join namespace ``/`` and answer pokes; a monitor joins ``/monitor``
+with the token and drives operations (``msstorm-monitor`` does it for you).
 """
 
 from __future__ import annotations
@@ -10,31 +10,35 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import resource
 import signal
 import sys
 
 import uvloop
 
-from . import Server, serve
+from msstorm.server import Server, serve
+
+from .app import Storm
 
 log = logging.getLogger("msstorm.server")
 
 EPILOG = """\
 examples:
-  msstorm-server                          listen on 127.0.0.1:3000
-  msstorm-server --host 0.0.0.0 --port 8080 --ping-interval 60000
+  msstorm-server                          listen on 127.0.0.1:3000, print a monitor token
+  MSSTORM_MONITOR_TOKEN=s3cret msstorm-server --host 0.0.0.0 --port 8080
   curl http://127.0.0.1:3000/healthz      connection counts and refused input, as JSON
 
 Clients connect to http://HOST:PORT with the WebSocket transport
-(socket.io-client: {transports: ["websocket"]}).
+(socket.io-client: {transports: ["websocket"]}) and answer every "poke" with a
+"pokeBack"; the monitor connects to namespace /monitor with auth {"token": ...}.
 """
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="msstorm-server",
-        description="A Socket.IO v5 server built to hold a very large number of clients.",
+        description="The MessageStorm server: Socket.IO v5 clients, pokes and round-trip times.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -69,6 +73,34 @@ def parser() -> argparse.ArgumentParser:
         metavar="MS",
         help="time a client has to join a namespace (default %(default)s)",
     )
+    storm = p.add_argument_group("MessageStorm")
+    storm.add_argument(
+        "--monitor-token",
+        default=os.environ.get("MSSTORM_MONITOR_TOKEN"),
+        help="token monitors must present (default: $MSSTORM_MONITOR_TOKEN, "
+        "else a random one, printed at start)",
+    )
+    storm.add_argument(
+        "--op-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="an operation ends after this long, its missing answers lost (default %(default)s)",
+    )
+    storm.add_argument(
+        "--max-tree-leaves",
+        type=int,
+        default=1 << 20,
+        metavar="L",
+        help="largest treeLeaves a monitor may ask for (default %(default)s)",
+    )
+    storm.add_argument(
+        "--max-operations",
+        type=int,
+        default=64,
+        metavar="N",
+        help="operations that may run at once (default %(default)s)",
+    )
     p.add_argument(
         "--log-level",
         default="info",
@@ -85,7 +117,16 @@ async def run(args: argparse.Namespace) -> None:
         max_payload=args.max_payload,
         connect_timeout=args.connect_timeout,
     )
+    storm = Storm(
+        server,
+        token=args.monitor_token,
+        op_timeout=args.op_timeout,
+        max_tree_leaves=args.max_tree_leaves,
+        max_operations=args.max_operations,
+    )
     listener = await serve(server, host=args.host, port=args.port)
+    if args.monitor_token is None:
+        log.info("monitor token: %s", storm.token)
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     log.info(
         "listening on http://%s:%d (up to %d connections: the open-file limit)",
