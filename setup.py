@@ -21,6 +21,7 @@ MODULES = [
     "msstorm/_fastpath/pokes_c.pyx",
     "msstorm/_fastpath/timers_c.py",
     "msstorm/_fastpath/connection_c.py",
+    "msstorm/_fastpath/swarm_client_c.py",
 ]
 
 trace = os.environ.get("MSSTORM_CYTHON_TRACE") == "1"

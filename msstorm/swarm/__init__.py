@@ -1,0 +1,1 @@
+"""The client swarm (``msstorm-client``): processes of lean connections that answer pokes."""
