@@ -9,6 +9,7 @@ Every module here has a plain-Python twin with the same API:
     histogram_c     histogram                      log-linear histograms
     rtt_c           rtt                            the pending-poke table
     pokes_c         pokes                          poke frames and the fan-out loop
+    pokeback_c      pokeback                       the pokeBack fast path
     swarm_client_c  swarm_client                   one connection of the client swarm
 
 The compiled ones are used unless ``MSSTORM_NO_EXTENSIONS=1``; when they are
@@ -28,6 +29,7 @@ __all__ = [
     "EXTENSIONS",
     "Connection",
     "Histogram",
+    "PokeBackTap",
     "PokeFrame",
     "PokeTable",
     "Session",
@@ -71,6 +73,7 @@ _connection = _pick("connection_c", f"{__name__}.connection")
 _histogram = _pick("histogram_c", f"{__name__}.histogram")
 _rtt = _pick("rtt_c", f"{__name__}.rtt")
 _pokes = _pick("pokes_c", f"{__name__}.pokes")
+_pokeback = _pick("pokeback_c", f"{__name__}.pokeback")
 _swarm_client = _pick("swarm_client_c", f"{__name__}.swarm_client")
 
 
@@ -89,3 +92,4 @@ PokeTable = _rtt.PokeTable
 PokeFrame = _pokes.PokeFrame
 send_pokes = _pokes.send_pokes
 SwarmClient = _swarm_client.SwarmClient
+PokeBackTap = _pokeback.PokeBackTap

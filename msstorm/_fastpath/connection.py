@@ -93,7 +93,14 @@ class Connection(picows.picows.WSListener):
         """One whole WebSocket message: through the session, then to the app."""
         session = self.session
         try:
-            event = session.receive_binary(data) if binary else session.receive_text(data)
+            if binary:
+                event = session.receive_binary(data)
+            else:
+                # An application's fast path may take the frame before it is decoded.
+                tap = self.app.tap
+                if tap is not None and session.partial is None and tap.feed(self, data):
+                    return
+                event = session.receive_text(data)
             if event is None:
                 return
             if event is IGNORED:

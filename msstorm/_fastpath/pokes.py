@@ -14,6 +14,7 @@ entries; the compiled loop makes no Python call per recipient.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 INDEX_WIDTH = 8
 TS_WIDTH = 17
 MAX_POKES = 16**INDEX_WIDTH
+MAX_TS_MS = 1e13 - 0.0005  # 13 digits before the point
 
 
 class PokeFrame:
@@ -43,9 +45,12 @@ class PokeFrame:
         """The frame for poke ``index`` sent at ``wall_ms`` (UNIX ms)."""
         if not 0 <= index < MAX_POKES:
             raise ValueError(f"poke index out of range: {index}")
-        ts = f"{wall_ms:{TS_WIDTH}.3f}"  # space-padded: JSON allows blanks, not leading zeros
-        if len(ts) != TS_WIDTH:
+        if not 0.0 <= wall_ms < MAX_TS_MS:
             raise ValueError(f"wall clock out of range: {wall_ms}")
+        # Rounded to the microsecond as the compiled twin does it, then written
+        # space-padded: JSON allows blanks before a number, not leading zeros.
+        micros = math.floor(wall_ms * 1000.0 + 0.5)
+        ts = f"{micros // 1000}.{micros % 1000:03d}".rjust(TS_WIDTH)
         return f"{self._head}{index:0{INDEX_WIDTH}x}{self._middle}{ts}{self._tail}".encode()
 
 

@@ -30,6 +30,9 @@ class Endpoint(ABC):
 
     session_class: type[EngineSession] = EngineSession
     upgrades: tuple[str, ...] = ()
+    # A fast path that sees text frames before they are decoded: an object whose
+    # ``feed(conn, frame)`` returns True when it took the frame (see Server.tap).
+    tap: Any = None
 
     def __init__(
         self,

@@ -96,6 +96,10 @@ class Server(Endpoint):
     """
 
     session_class = Session
+    # ``tap``: set it to an object with ``feed(conn, frame) -> bool`` to take the
+    # text frames of clients joined to "/" before they are decoded (a fast path
+    # for one hot event; it must return False for anything it does not handle
+    # completely, and that frame then takes the generic path).
 
     def __init__(self, *, path: str = "/socket.io/", **options: int) -> None:
         super().__init__(path, **options)

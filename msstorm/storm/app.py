@@ -15,7 +15,7 @@ import time
 from collections import Counter, OrderedDict
 from typing import Any, TypeGuard
 
-from msstorm._fastpath import PokeFrame, send_pokes
+from msstorm._fastpath import PokeBackTap, PokeFrame, send_pokes
 from msstorm.protocol.errors import ConnectionRefused
 from msstorm.server import Server
 
@@ -64,7 +64,10 @@ class Storm:
         self.clients = server.namespace(CLIENTS)
         self.running: dict[str, Operation] = {}
         self.finished: OrderedDict[str, Operation] = OrderedDict()
-        self.counts: Counter[str] = Counter()  # answers, refusals, operations by outcome
+        self._counts: Counter[str] = Counter()  # refusals, operations by outcome
+        # Answers are recorded by the fast path (it also serves the generic handler).
+        self.tap = PokeBackTap(self.running, self._answered)
+        server.tap = self.tap
         self._prefix = secrets.token_hex(2) + "-"
         self._sequence = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -74,6 +77,15 @@ class Storm:
         server.on("initiatePoke", self.initiate_poke, namespace=MONITOR)
         server.on("statusRequest", self.status_request, namespace=MONITOR)
 
+    @property
+    def counts(self) -> Counter[str]:
+        """What happened: answers, refusals, operations by outcome."""
+        counts = Counter(self._counts)
+        counts["answers"] += self.tap.answers
+        counts["answers unknown or late"] += self.tap.unknown
+        counts["answers for another client's poke"] += self.tap.foreign
+        return +counts  # without the zeros
+
     # -- monitors -------------------------------------------------------------
 
     def monitor_connect(self, sid: str, auth: Any) -> None:
@@ -81,14 +93,14 @@ class Storm:
         if not isinstance(token, str) or not hmac.compare_digest(
             token.encode(), self.token.encode()
         ):
-            self.counts["monitor refused"] += 1
+            self._counts["monitor refused"] += 1
             raise ConnectionRefused("invalid monitor token")
 
     def initiate_poke(self, sid: str, *args: Any) -> dict[str, Any]:
         try:
             op = self._start(sid, *args)
         except Refusal as refusal:
-            self.counts[f"initiatePoke refused: {refusal.code}"] += 1
+            self._counts[f"initiatePoke refused: {refusal.code}"] += 1
             return refusal.answer()
         return {"op": op.id, "expected": op.expected}
 
@@ -172,7 +184,7 @@ class Storm:
 
     def _begin(self, op: Operation) -> None:
         self.running[op.id] = op
-        self.counts[f"{op.kind} started"] += 1
+        self._counts[f"{op.kind} started"] += 1
         loop = asyncio.get_running_loop()
         op.timer = loop.call_later(self.op_timeout, self._time_out, op)
 
@@ -208,42 +220,41 @@ class Storm:
     # -- answers --------------------------------------------------------------
 
     def poke_back(self, sid: str, *args: Any) -> None:
+        """The generic path of answers: what the fast path did not take (see PokeBackTap)."""
         now = time.monotonic()
         answer = args[0] if len(args) == 1 else None
         if type(answer) is not dict:
             return self._broken(sid, "pokeBack takes one object")
         poke_id = answer.get("id")
         delay = answer.get("delay")
+        leaves = answer.get("treeLeaves", -1)
         if not isinstance(poke_id, str) or not _is_number(delay):
             return self._broken(sid, "pokeBack needs a string id and a numeric delay")
         if not _is_number(answer.get("serverTs")):
             return self._broken(sid, "pokeBack needs a numeric serverTs")
+        if type(leaves) is not int:
+            return self._broken(sid, "treeLeaves must be an integer")
         op_id, _, slot = poke_id.rpartition(".")
-        op = self.running.get(op_id)
         try:
             index = int(slot, 16)
         except ValueError:
-            op = None
-        if op is None:
-            self.counts["answers unknown or late"] += 1
+            index = -1
+        if index < 0 or len(slot) != 8:
+            self.tap.unknown += 1
             return None
-        if op.sent_to(index) != sid:
-            self.counts["answers for another client's poke"] += 1
-            return None
-        if op.table.answer(index, now, float(delay)) < 0:
-            self.counts["answers unknown or late"] += 1
-            return None
-        self.counts["answers"] += 1
-        if isinstance(op, Tree):
-            self._grow(op, index, answer)
-        self._check(op)
+        self.tap.record(sid, op_id, index, float(delay), leaves, now)
         return None
 
-    def _grow(self, tree: Tree, index: int, answer: dict[str, Any]) -> None:
+    def _answered(self, op: Operation, index: int, tree_leaves: int) -> None:
+        """After the tap recorded an answer to a tree poke, or the last one of an operation."""
+        if isinstance(op, Tree):
+            self._grow(op, index, tree_leaves)
+        self._check(op)
+
+    def _grow(self, tree: Tree, index: int, tree_leaves: int) -> None:
         leaves = tree.leaves_below(index)
-        expected = leaves // 2 if leaves >= 2 else None
-        if answer.get("treeLeaves") != expected:
-            self.counts["answers with a wrong treeLeaves"] += 1  # the server's count rules
+        if tree_leaves != (leaves // 2 if leaves >= 2 else -1):
+            self._counts["answers with a wrong treeLeaves"] += 1  # the server's count rules
         if leaves < 2:
             return
         children = self.clients.pick(2)
@@ -251,7 +262,7 @@ class Storm:
         self._send_tree(tree, tree.children_frame(index), children, first)
 
     def _broken(self, sid: str, why: str) -> None:
-        self.counts["malformed pokeBacks"] += 1
+        self._counts["malformed pokeBacks"] += 1
         log.debug("closing client %s: %s", sid, why)
         self.server.close(sid, reason="parse error", code=POLICY_VIOLATION)
 
@@ -273,7 +284,7 @@ class Storm:
         self.finished[op.id] = op
         while len(self.finished) > KEEP_FINISHED:
             self.finished.popitem(last=False)
-        self.counts[f"{op.kind} {'timed out' if timed_out else 'completed'}"] += 1
+        self._counts[f"{op.kind} {'timed out' if timed_out else 'completed'}"] += 1
         if op.monitor is not None:
             self._spawn(self._push_status(op))
 

@@ -35,6 +35,7 @@ class Operation:
     """What every kind of operation shares."""
 
     kind = ""
+    grows = False  # whether answers cause more pokes (trees)
 
     def __init__(self, op_id: str, expected: int, monitor: str | None, started: float) -> None:
         self.id = op_id
@@ -148,6 +149,7 @@ class Tree(Operation):
     (and so all ``2L - 1`` pokes) have answered."""
 
     kind = "tree"
+    grows = True
 
     def __init__(self, op_id: str, leaves: int, root: str, monitor: str | None, started: float):
         super().__init__(op_id, 2 * leaves - 1, monitor, started)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from conftest import RawClient
+from rawclient import RawClient
 
 import msstorm
 from msstorm import ConnectionRefused

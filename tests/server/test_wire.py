@@ -9,7 +9,7 @@ import urllib.request
 
 import picows
 import pytest
-from conftest import Served
+from rawclient import Served
 
 # -- handshake ------------------------------------------------------------------
 

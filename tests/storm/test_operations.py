@@ -206,7 +206,7 @@ async def test_unknown_foreign_and_malformed_answers(storm_server: StormServer) 
     broken.send(b'42["pokeBack",{"id":7}]')
     await asyncio.wait_for(broken.disconnected, 3)
     assert broken.transport.close_handshake.recv.code.value == 1008
-    assert counts["malformed pokeBacks"] == 1
+    assert storm_server.storm.counts["malformed pokeBacks"] == 1  # a fresh reading
     other.send(b'42["pokeBack",{"id":"%s","delay":1,"serverTs":1}]' % poke["id"].encode())
     status = await monitor.status_of(ack["op"])
     assert status["summary"]["received"] == 1

@@ -1,0 +1,123 @@
+"""Loopback helpers: the echo endpoints served in the test's own event loop, and a
+raw WebSocket client that speaks Engine.IO by hand, so tests see every frame."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import picows
+
+import msstorm
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_echo() -> Any:
+    spec = importlib.util.spec_from_file_location("echo_example", ROOT / "examples" / "echo.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ECHO = load_echo()
+OPTIONS = {
+    "ping_interval": 300,
+    "ping_timeout": 200,
+    "max_payload": 10_000,
+    "connect_timeout": 1000,
+}
+
+
+class Served:
+    """The echo endpoints on a free loopback port."""
+
+    def __init__(self, listener: msstorm.Listener, sio: msstorm.Server, eio: msstorm.EngineServer):
+        self.listener = listener
+        self.sio = sio
+        self.eio = eio
+        self.port = listener.port
+        self.url = f"ws://127.0.0.1:{self.port}"
+
+    async def client(self, path: str = "/socket.io/", **options: Any) -> RawClient:
+        return await RawClient.connect(f"{self.url}{path}?EIO=4&transport=websocket", **options)
+
+
+class RawClient(picows.WSListener):
+    """A bare WebSocket peer: queues every frame, answers pings unless told not to."""
+
+    def __init__(self, answer_pings: bool = True) -> None:
+        self.answer_pings = answer_pings
+        self.frames: asyncio.Queue[tuple[picows.WSMsgType, bytes]] = asyncio.Queue()
+        self.pings = 0
+        self.close_code: int | None = None
+        self.close_message = b""
+        self.disconnected = asyncio.get_running_loop().create_future()
+        self.transport: Any = None
+
+    @classmethod
+    async def connect(cls, url: str, answer_pings: bool = True) -> RawClient:
+        transport, client = await picows.ws_connect(
+            lambda: cls(answer_pings), url, use_aiofastnet=False, enable_auto_pong=True
+        )
+        client.transport = transport
+        return client
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        payload = frame.get_payload_as_bytes()
+        if frame.msg_type == picows.WSMsgType.CLOSE:
+            self.close_code = frame.get_close_code().value
+            self.close_message = frame.get_close_message() or b""
+            transport.disconnect()
+        elif payload == b"2" and frame.msg_type == picows.WSMsgType.TEXT:
+            self.pings += 1
+            if self.answer_pings:
+                transport.send(picows.WSMsgType.TEXT, b"3")
+        else:
+            self.frames.put_nowait((frame.msg_type, payload))
+
+    def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        if not self.disconnected.done():
+            self.disconnected.set_result(None)
+
+    def send(self, data: bytes | str, binary: bool = False) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        kind = picows.WSMsgType.BINARY if binary else picows.WSMsgType.TEXT
+        self.transport.send(kind, data)
+
+    async def recv(self, timeout: float = 2.0) -> bytes:
+        _, payload = await asyncio.wait_for(self.frames.get(), timeout)
+        return payload
+
+    async def recv_frame(self, timeout: float = 2.0) -> tuple[picows.WSMsgType, bytes]:
+        return await asyncio.wait_for(self.frames.get(), timeout)
+
+    async def open(self) -> bytes:
+        """The Engine.IO open packet."""
+        frame = await self.recv()
+        assert frame.startswith(b"0{")
+        return frame
+
+    async def join(self, namespace: str = "/", auth: bytes = b"") -> bytes:
+        """Open, connect to a namespace, swallow the echo's auth event; the CONNECT answer."""
+        await self.open()
+        prefix = b"40" if namespace == "/" else b"40" + namespace.encode() + b","
+        self.send(prefix + auth)
+        answer = await self.recv()
+        assert answer.startswith(prefix + b'{"sid":'), answer
+        auth_event = await self.recv()
+        assert b'["auth"' in auth_event
+        return answer
+
+    async def closed(self, timeout: float = 3.0) -> int | None:
+        """Wait for the server to close; the close code it sent."""
+        await asyncio.wait_for(asyncio.shield(self.disconnected), timeout)
+        return self.close_code
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.disconnect()
