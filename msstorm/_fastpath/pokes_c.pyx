@@ -64,7 +64,7 @@ cdef class PokeFrame:
         cdef long long micros = <long long>floor(wall_ms * 1000.0 + 0.5)
         cdef char* ts = p + self._ts_at
         cdef Py_ssize_t at = _TS_WIDTH - 1
-        for i in range(3):
+        while at > _TS_WIDTH - 4:  # three decimals
             ts[at] = <char>(48 + micros % 10)
             micros //= 10
             at -= 1
