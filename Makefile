@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 NODE_DIR := tests/interop/node
+PEER_NODE_DIR := bench/peers/node_socketio
 STAMP := $(VENV)/.installed
 SOURCES := $(shell find msstorm -name '*.pyx' -o -name '*.pxd' -o -name '*.py' | grep -v __pycache__)
 
@@ -35,10 +36,14 @@ build: $(STAMP) $(SOURCES)
 server: build
 	$(BIN)/msstorm-server $(ARGS)
 
-node-deps: $(NODE_DIR)/node_modules/.package-lock.json
+node-deps: $(NODE_DIR)/node_modules/.package-lock.json $(PEER_NODE_DIR)/node_modules/.package-lock.json
 
 $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+
+# The Node socket.io peer that bench/ and tests/peers measure msstorm against.
+$(PEER_NODE_DIR)/node_modules/.package-lock.json: $(PEER_NODE_DIR)/package-lock.json
+	cd $(PEER_NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 
 test: build node-deps
 	$(BIN)/python -m pytest -q
