@@ -13,6 +13,7 @@ This is the plain-Python twin of ``histogram_c.pyx``: same API, same results.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 SUB_BITS = 7
@@ -58,8 +59,16 @@ class Histogram:
         self.maximum = float("-inf")
 
     def record(self, ms: float) -> None:
-        """Add one value, in milliseconds."""
-        ns = round(ms * 1e6)
+        """Add one value, in milliseconds (beyond the range: in the last bucket)."""
+        if ms != ms:
+            raise ValueError("a histogram records numbers, not NaN")
+        scaled = ms * 1e6
+        if scaled > MAX_NS:
+            ns = MAX_NS
+        elif scaled < -MAX_NS:
+            ns = -MAX_NS
+        else:  # halves away from zero, as C's llround
+            ns = math.floor(scaled + 0.5) if scaled >= 0 else -math.floor(0.5 - scaled)
         if ns >= 0:
             index = bucket_of(ns)
             self._positive[index] = self._positive.get(index, 0) + 1

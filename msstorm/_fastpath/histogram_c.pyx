@@ -57,8 +57,17 @@ cdef class Histogram:
         PyMem_Free(self._negative)
 
     cpdef record(self, double ms):
-        """Add one value, in milliseconds."""
-        cdef int64_t ns = llround(ms * 1e6)
+        """Add one value, in milliseconds (beyond the range: in the last bucket)."""
+        if ms != ms:
+            raise ValueError("a histogram records numbers, not NaN")
+        cdef double scaled = ms * 1e6
+        cdef int64_t ns
+        if scaled > _MAX_NS:
+            ns = _MAX_NS
+        elif scaled < -_MAX_NS:
+            ns = -_MAX_NS
+        else:
+            ns = llround(scaled)
         if ns >= 0:
             self._positive[_bucket_of(ns)] += 1
         else:

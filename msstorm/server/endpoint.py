@@ -102,11 +102,11 @@ class Endpoint(ABC):
     def lost(self, conn: Any, reason: str) -> None:  # noqa: B027 - a hook, empty by default
         """A connection has gone, for ``reason``."""
 
-    def run_handler(self, handler: Any, *args: Any) -> Any:
+    def run_handler(self, handler: Any, *args: Any, **kwargs: Any) -> Any:
         """Call an application handler; an exception is logged and counted, not spread
         (and ``HANDLER_FAILED`` returned)."""
         try:
-            return handler(*args)
+            return handler(*args, **kwargs)
         except Exception:
             self.stats.handler_errors += 1
             log.exception("handler %s raised", getattr(handler, "__name__", handler))

@@ -54,11 +54,12 @@ class Namespace:
     order that allows a uniform random pick.
     """
 
-    __slots__ = ("_where", "handlers", "members", "name", "sockets")
+    __slots__ = ("_where", "handlers", "members", "name", "sockets", "takes_ack")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.handlers: dict[str, Handler] = {}
+        self.takes_ack: set[str] = set()  # events whose handler gets an ``ack`` argument
         self.sockets: dict[str, Any] = {}  # sid -> Connection
         self.members: list[str] = []
         self._where: dict[str, int] = {}  # sid -> its position in members
@@ -120,16 +121,30 @@ class Server(Endpoint):
             nsp = self.namespaces[name] = Namespace(name)
         return nsp
 
-    def on(self, event: str, handler: Handler | None = None, *, namespace: str = "/") -> Any:
+    def on(
+        self,
+        event: str,
+        handler: Handler | None = None,
+        *,
+        namespace: str = "/",
+        takes_ack: bool = False,
+    ) -> Any:
         """Register a handler; usable as ``@server.on("event", namespace="/x")``.
 
         ``connect`` handlers get ``(sid, auth)``, ``disconnect`` handlers
-        ``(sid, reason)``, event handlers ``(sid, *args)``.
+        ``(sid, reason)``, event handlers ``(sid, *args)`` and their return
+        value answers the client's ack. With ``takes_ack=True`` an event handler
+        gets ``ack=`` instead: a function sending the ack, or None when the
+        client asked for none (so it can answer another way).
         """
         nsp = self.namespace(namespace)
 
         def register(fn: Handler) -> Handler:
             nsp.handlers[event] = fn
+            if takes_ack:
+                nsp.takes_ack.add(event)
+            else:
+                nsp.takes_ack.discard(event)
             return fn
 
         return register(handler) if handler is not None else register
@@ -242,6 +257,11 @@ class Server(Endpoint):
             self.stats.ignored += 1
             return
         sid = conn.session.namespaces[namespace]
+        if data[0] in self.namespaces[namespace].takes_ack:
+            ack_id = packet.id
+            ack = None if ack_id is None else lambda *args: self._ack(conn, namespace, ack_id, args)
+            self._spawn_if_coroutine(self.run_handler(handler, sid, *data[1:], ack=ack))
+            return
         result = self.run_handler(handler, sid, *data[1:])
         if iscoroutine(result):
             self._spawn(result, lambda value: self._ack(conn, namespace, packet.id, value))

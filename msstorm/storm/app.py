@@ -75,7 +75,7 @@ class Storm:
         server.on("pokeBack", self.poke_back, namespace=CLIENTS)
         server.on("connect", self.monitor_connect, namespace=MONITOR)
         server.on("initiatePoke", self.initiate_poke, namespace=MONITOR)
-        server.on("statusRequest", self.status_request, namespace=MONITOR)
+        server.on("statusRequest", self.status_request, namespace=MONITOR, takes_ack=True)
 
     @property
     def counts(self) -> Counter[str]:
@@ -104,14 +104,24 @@ class Storm:
             return refusal.answer()
         return {"op": op.id, "expected": op.expected}
 
-    def status_request(self, sid: str, *args: Any) -> Any:
+    def status_request(self, sid: str, *args: Any, ack: Any = None) -> None:
         """Answered by ack when the monitor asked for one, else with a ``status`` event."""
+        status = self.status(*args)
+        if ack is not None:
+            ack(status)
+        else:
+            self.server.emit("status", status, to=sid, namespace=MONITOR)
+
+    def status(self, *args: Any) -> dict[str, Any]:
+        """What a ``statusRequest`` with these arguments is answered with."""
         request = args[0] if args else {}
         try:
-            if not isinstance(request, dict):
+            if len(args) > 1 or not isinstance(request, dict):
                 raise Refusal("bad-request", "statusRequest takes no argument or one object")
             detail = request.get("detail", "full") != "summary"
             op_id = request.get("op")
+            if op_id is not None and not isinstance(op_id, str):
+                raise Refusal("bad-request", "op must be an operation id (a string)")
             if op_id is not None:
                 op = self.running.get(op_id) or self.finished.get(op_id)
                 if op is None:
@@ -258,6 +268,9 @@ class Storm:
         if leaves < 2:
             return
         children = self.clients.pick(2)
+        if not children:  # every client has gone: the two subtrees are lost now
+            tree.unreachable += 2 * (leaves - 1)
+            return
         first = tree.grow(index, children)
         self._send_tree(tree, tree.children_frame(index), children, first)
 

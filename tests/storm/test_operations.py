@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 import pytest
 import socketio
-from conftest import StormServer
+from stormkit import StormServer
 
 
 async def test_unicast_to_a_given_client(storm_server: StormServer) -> None:
@@ -225,4 +226,42 @@ async def test_late_answers_after_the_end_are_counted(storm_server: StormServer)
     )
     await asyncio.sleep(0.1)
     assert storm_server.storm.counts["answers unknown or late"] == 1
+    await monitor.close()
+
+
+async def test_status_request_without_ack_is_answered_with_a_status_event(
+    storm_server: StormServer,
+) -> None:
+    await storm_server.pokees_(4)
+    monitor = await storm_server.monitor()
+    await monitor.sio.emit("statusRequest", namespace="/monitor")
+    overview = await monitor.status_of("overview", timeout=3)
+    assert overview["clients"] == 4 and overview["operations"] == []
+    assert (await monitor.request({"op": ["x"]}))["error"]["code"] == "bad-request"
+    two_args = await monitor.sio.call("statusRequest", ({}, {}), namespace="/monitor")
+    assert two_args["error"]["code"] == "bad-request"
+    await monitor.close()
+
+
+async def test_a_tree_whose_clients_all_left_ends_without_waiting(
+    storm_server: StormServer,
+) -> None:
+    (client,) = await storm_server.pokees_(1)
+    client.answering = False
+    monitor = await storm_server.monitor()
+    ack = await monitor.initiate({"type": "tree", "treeLeaves": 8})
+    await asyncio.sleep(0.1)
+    (poke,) = client.pokes
+    sid = client.sid
+    assert sid is not None
+    client.transport.disconnect()
+    while storm_server.storm.clients.members:
+        await asyncio.sleep(0.01)
+    # The root's answer arrives after its client left (it was in flight): the tree
+    # cannot grow, and its two subtrees are lost at once rather than at the timeout.
+    storm_server.storm.tap.record(sid, ack["op"], 0, 1.0, 4, time.monotonic())
+    status = await monitor.status_of(ack["op"], timeout=1)
+    assert "timedOut" not in status
+    assert (status["summary"]["received"], status["summary"]["lost"]) == (1, 14)
+    assert poke["treeLeaves"] == 8
     await monitor.close()

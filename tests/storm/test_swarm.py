@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from conftest import StormServer
+from stormkit import StormServer
 
 
 async def start_swarm(url: str, *args: str) -> asyncio.subprocess.Process:
