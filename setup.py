@@ -20,6 +20,7 @@ MODULES = [
     "msstorm/_fastpath/rtt_c.pyx",
     "msstorm/_fastpath/pokes_c.pyx",
     "msstorm/_fastpath/pokeback_c.pyx",
+    "msstorm/_fastpath/trim_c.pyx",
     "msstorm/_fastpath/timers_c.py",
     "msstorm/_fastpath/connection_c.py",
     "msstorm/_fastpath/swarm_client_c.py",

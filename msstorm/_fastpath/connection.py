@@ -18,6 +18,8 @@ from typing import Any
 import picows.picows
 from picows import WSCloseCode, WSMsgType
 
+from msstorm._fastpath.wire import send as _send
+from msstorm._fastpath.wire import trim as _trim
 from msstorm.protocol.errors import PayloadTooLarge, ProtocolError
 from msstorm.protocol.session import (
     IGNORED,
@@ -51,12 +53,7 @@ class Connection(picows.picows.WSListener):
 
     def on_ws_connected(self, transport: Any) -> None:
         self.transport = transport
-        try:
-            # The parsed upgrade request and response are not needed any more.
-            transport.request = None
-            transport.response = None
-        except AttributeError:  # interpreted: picows keeps them read-only to Python
-            pass
+        _trim(transport)
         self.app.open(self)
 
     def on_ws_frame(self, transport: Any, frame: Any) -> None:
@@ -86,6 +83,10 @@ class Connection(picows.picows.WSListener):
                 self.app.refused(self, PayloadTooLarge("frame over maxPayload"))
                 self.close_reason = "parse error"
         self.app.closed(self, self.close_reason)
+        # The heartbeat wheel may hold this object until its next deadline: let
+        # the transport and the session (kilobytes) go now.
+        self.transport = None
+        self.session = None
 
     # -- frames in ------------------------------------------------------------
 
@@ -144,13 +145,13 @@ class Connection(picows.picows.WSListener):
         if self.held is not None:
             self.held.append(frame)
         elif not self.closed:
-            self.transport.send(_TEXT, frame)
+            _send(self.transport, _TEXT, frame)
 
     def send_binary(self, frame: bytes) -> None:
         if self.held is not None:
             self.held.append(bytearray(frame))  # bytearray marks it binary until release
         elif not self.closed:
-            self.transport.send(_BINARY, frame)
+            _send(self.transport, _BINARY, frame)
 
     def send_frames(self, frames: Any) -> None:
         """What the codec's ``encode`` returned: a text frame, or text then attachments."""

@@ -21,6 +21,9 @@ import orjson
 import picows.picows
 from picows import WSMsgType
 
+from msstorm._fastpath.wire import send as _send
+from msstorm._fastpath.wire import trim as _trim
+
 _TEXT = WSMsgType.TEXT
 _OPEN = ord("0")
 _CLOSE = ord("1")
@@ -47,12 +50,7 @@ class SwarmClient(picows.picows.WSListener):
 
     def on_ws_connected(self, transport: Any) -> None:
         self.transport = transport
-        try:
-            # The handshake's request and response are not needed any more.
-            transport.request = None
-            transport.response = None
-        except AttributeError:  # interpreted: picows keeps them read-only to Python
-            pass
+        _trim(transport)
 
     def on_ws_frame(self, transport: Any, frame: Any) -> None:
         if frame.msg_type != _TEXT:
@@ -101,7 +99,7 @@ class SwarmClient(picows.picows.WSListener):
         tree_id = poke.get("treeId")
         if tree_id is not None:
             answer["treeId"] = tree_id
-        self.transport.send(_TEXT, b"42" + orjson.dumps(["pokeBack", answer]))
+        _send(self.transport, _TEXT, b"42" + orjson.dumps(["pokeBack", answer]))
         self.swarm.answered += 1
 
     def on_ws_disconnected(self, transport: Any) -> None:

@@ -1,0 +1,36 @@
+"""Writing frames without growing picows's per-connection buffers.
+
+picows copies a frame sent with ``send()`` into the connection's own write
+buffer, which then keeps the size of the largest frame the connection ever
+sent. ``send`` here copies the frame into one buffer shared by every connection
+of the process, with room in front for the WebSocket header, and has picows
+write it from there. ``trim`` gives back, once the handshake is done, what
+picows keeps and we do not use (compiled only: see ``trim_c.pyx``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    from msstorm._fastpath.trim_c import trim
+except ImportError:  # not built: picows keeps its buffers
+
+    def trim(transport: Any) -> None:
+        """Nothing can be trimmed from Python."""
+
+
+__all__ = ["HEADROOM", "SHARED_UP_TO", "send", "trim"]
+
+HEADROOM = 14  # the largest WebSocket header (a client's, with its mask)
+SHARED_UP_TO = 65536  # larger frames go through picows without a copy anyway
+_outgoing = bytearray(HEADROOM)
+
+
+def send(transport: Any, kind: Any, frame: bytes) -> None:
+    """Send one frame of ``kind`` (a picows WSMsgType)."""
+    if len(frame) > SHARED_UP_TO:
+        transport.send(kind, frame)
+    else:
+        _outgoing[HEADROOM:] = frame
+        transport.send_reuse_external_bytearray(kind, _outgoing, HEADROOM)
