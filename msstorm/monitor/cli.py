@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import orjson
 import uvloop
@@ -130,6 +131,20 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _url(text: str) -> str:
+    """http(s):// or ws(s):// HOST[:PORT]; ``HOST:PORT`` alone means http://."""
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  # raises ValueError for a bad port
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"expected http://HOST:PORT, not {text!r}")
+    return text
+
+
 def _pause(text: str) -> float:
     try:
         value = float(text)
@@ -151,6 +166,7 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
     group = parser.add_argument_group("connection and output (before or after the subcommand)")
     group.add_argument(
         "--url",
+        type=_url,
         default=default(DEFAULT_URL),
         help=f"the msstorm server (default {DEFAULT_URL})",
     )
@@ -432,8 +448,8 @@ def _plot(path: str, results: list[OpResult], title: str, out: Output) -> int:
 
 async def show_status(client: MonitorClient, args: argparse.Namespace, out: Output) -> int:
     detail = not args.summary
-    if args.op is None:
-        overview = await client.status_request(None, detail=detail)
+    if args.op is None:  # the per-answer arrays of running operations: JSON only
+        overview = await client.status_request(None, detail=detail and args.json)
         if args.json:
             out.json(overview)
         else:

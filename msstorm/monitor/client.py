@@ -112,6 +112,9 @@ class MonitorClient:
                 "unreachable",
                 f"cannot reach {self.url}: no answer within {self.request_timeout:g} s",
             ) from None
+        except (OSError, ValueError, aiohttp.ClientError) as exc:  # a URL aiohttp refuses...
+            await self.close()
+            raise MonitorError("unreachable", f"cannot reach {self.url}: {exc}") from None
 
     def _refused(self) -> MonitorError:
         refusal = self._refusal
@@ -261,7 +264,11 @@ class MonitorClient:
         try:
             deadline = time.monotonic() + timeout
             waiters: set[asyncio.Future[Any]] = {final, self._lost}
-            await asyncio.wait(waiters, timeout=max(0.0, deadline - time.monotonic()))
+            await asyncio.wait(
+                waiters,
+                timeout=max(0.0, deadline - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
             if poller is not None:
                 poller.cancel()

@@ -13,6 +13,7 @@ from typing import Any
 
 from .results import OpResult, by_depth
 
+CDF_POINTS = 4000
 INSTALL_HINT = "pip install 'msstorm[plot]' (or pip install matplotlib)"
 
 
@@ -67,7 +68,8 @@ def write(path: str, results: Sequence[OpResult], title: str) -> None:
     axes = fig.subplots(2, 2).flatten() if panels == 4 else fig.subplots(1, 3)
     answers = sum(len(r.rtt) for r in results)
     lost = sum(r.missing for r in results)
-    fig.suptitle(f"{title}: {len(results)} operations, {answers} answers, {lost} lost")
+    operations = f"{len(results)} operation{'s' if len(results) != 1 else ''}"
+    fig.suptitle(f"{title}: {operations}, {answers} answers, {lost} lost")
 
     _histogram(axes[0], groups)
     _cdf(axes[1], groups, "rtt", "RTT (ms)", "RTT, cumulative")
@@ -118,7 +120,13 @@ def _cdf(ax: Any, groups: dict[str, list[OpResult]], attr: str, xlabel: str, tit
         if not values:
             continue
         n = len(values)
-        ax.step(values, [(i + 1) / n for i in range(n)], where="post", label=label)
+        # At most CDF_POINTS steps: a curve of a million answers looks the same.
+        ranks = (
+            range(n)
+            if n <= CDF_POINTS
+            else sorted({n * i // CDF_POINTS for i in range(CDF_POINTS)} | {n - 1})
+        )
+        ax.step([values[i] for i in ranks], [(i + 1) / n for i in ranks], where="post", label=label)
     if _log_scale(everything):
         ax.set_xscale("log")
     for fraction in (0.5, 0.9, 0.99):
@@ -141,6 +149,7 @@ def _depths(ax: Any, trees: Sequence[OpResult]) -> None:
         whis=(5, 95),
         showfliers=False,
         widths=0.6,
+        medianprops={"color": "black"},
     )
     sizes = _groups(trees)
     if len(sizes) > 1:  # trees of several sizes: their medians apart

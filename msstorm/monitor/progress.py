@@ -24,12 +24,14 @@ class Progress:
         self.expected = 0
         self.started = time.monotonic()
         self.drawn = False
+        self.last = (0, 0.0)  # answers received and seconds elapsed at the last redraw
 
     def start(self, prefix: str, ack: dict[str, Any]) -> None:
         """An operation was accepted: ``prefix`` names it, ``ack`` is initiatePoke's answer."""
         self.prefix = f"{prefix} {ack['op']}"
         self.expected = int(ack.get("expected", 0))
         self.started = time.monotonic()
+        self.last = (0, 0.0)
         self.update({"summary": {"expected": self.expected, "received": 0, "lost": 0}})
 
     def update(self, status: dict[str, Any]) -> None:
@@ -51,7 +53,13 @@ class Progress:
             if elapsed_ms is not None
             else time.monotonic() - self.started
         )
-        rate = received / elapsed if elapsed > 0 else 0.0
+        # The rate since the last redraw: it falls to 0/s while stragglers are awaited.
+        last_received, last_elapsed = self.last
+        if elapsed > last_elapsed:
+            rate = (received - last_received) / (elapsed - last_elapsed)
+        else:
+            rate = received / elapsed if elapsed > 0 else 0.0
+        self.last = (received, elapsed)
         fraction = min(1.0, received / expected)
         text = (
             f" {received}/{expected} {fraction:6.1%}"
@@ -59,10 +67,11 @@ class Progress:
             + f"  {rate:,.0f}/s  {elapsed:.1f}s"
         )
         width = shutil.get_terminal_size((80, 24)).columns - 1
-        room = width - len(self.prefix) - len(text) - 3
+        # A bar of steady width: room for the numbers at their widest is kept.
+        room = min(40, width - len(self.prefix) - 3 - max(len(text), 2 * len(str(expected)) + 40))
         if room >= 10:
-            filled = round(fraction * min(room, 40))
-            bar = " [" + "#" * filled + "-" * (min(room, 40) - filled) + "]"
+            filled = round(fraction * room)
+            bar = " [" + "#" * filled + "-" * (room - filled) + "]"
         else:
             bar = ""
         return (self.prefix + bar + text)[:width]
