@@ -7,9 +7,10 @@ PEER_NODE_DIR := bench/peers/node_socketio
 STAMP := $(VENV)/.installed
 SOURCES := $(shell find msstorm -name '*.pyx' -o -name '*.pxd' -o -name '*.py' | grep -v __pycache__)
 
-.PHONY: help server build wheel test test-fast lint format bench clean node-deps
+.PHONY: help storm server build wheel test test-fast lint format bench clean node-deps
 
 help:
+	@echo "make storm     a whole storm here: server, 10,000 clients, a scenario, the report"
 	@echo "make server    build, then run msstorm-server on 127.0.0.1:3000 (ARGS=... for options)"
 	@echo "make build     compile the Cython extensions into a virtual environment ($(VENV))"
 	@echo "make test      install everything the tests need, then run them all"
@@ -32,6 +33,9 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py
 # Recompile only what changed (cythonize is incremental).
 build: $(STAMP) $(SOURCES)
 	$(BIN)/python setup.py --quiet build_ext --inplace
+
+storm: build
+	$(BIN)/python -m msstorm.storm.local $(ARGS)
 
 server: build
 	$(BIN)/msstorm-server $(ARGS)
