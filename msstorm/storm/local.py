@@ -45,7 +45,7 @@ def tool(name: str) -> list[str]:
     modules = {
         "msstorm-server": "msstorm.storm.cli",
         "msstorm-client": "msstorm.swarm.cli",
-        "msstorm-monitor": "msstorm.monitor.cli",
+        "msstorm-monitor": "msstorm.monitor",
     }
     return [sys.executable, "-m", modules[name]]
 
