@@ -1,0 +1,215 @@
+"""What every benchmark shares: statistics, /proc readings, the run's context, result files.
+
+Results go to ``bench/results/<name>.jsonl`` (appended, one JSON object per figure)
+and ``bench/results/<name>.md`` (overwritten: the table a README can quote).
+Each object says what was measured, how often, on which commit and machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+PACKAGES = (
+    "picows",
+    "uvloop",
+    "orjson",
+    "python-socketio",
+    "python-engineio",
+    "Cython",
+    "aiofastnet",
+)
+
+
+# -- statistics ---------------------------------------------------------------
+
+
+def summary(samples: Sequence[float]) -> dict[str, Any]:
+    """Median, spread (min..max, and half of it relative to the median) and the samples."""
+    values = [float(v) for v in samples]
+    if not values:
+        return {"median": None, "min": None, "max": None, "spread_pct": None, "samples": []}
+    med = statistics.median(values)
+    lo, hi = min(values), max(values)
+    return {
+        "median": med,
+        "min": lo,
+        "max": hi,
+        # +- this much around the median covers every sample
+        "spread_pct": (max(hi - med, med - lo) / abs(med) * 100.0) if med else None,
+        "samples": values,
+    }
+
+
+def fmt_spread(s: dict[str, Any], digits: int = 2) -> str:
+    """``1.23 (1.20..1.31, n=3)``."""
+    if s.get("median") is None:
+        return "n/a"
+    n = len(s["samples"])
+    if n == 1:
+        return f"{s['median']:.{digits}f} (n=1)"
+    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}..{s['max']:.{digits}f}, n={n})"
+
+
+# -- /proc --------------------------------------------------------------------
+
+
+def _kb_fields(path: str, names: Iterable[str]) -> dict[str, int]:
+    wanted = set(names)
+    out: dict[str, int] = {}
+    with open(path) as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in wanted:
+                out[key] = int(rest.split()[0])  # kB
+    return out
+
+
+def process_memory(pid: int) -> dict[str, int]:
+    """VmRSS (and its parts) from /proc/PID/status, Pss and Private_Dirty from smaps_rollup; kB."""
+    mem = _kb_fields(f"/proc/{pid}/status", ("VmRSS", "RssAnon", "RssFile", "VmHWM"))
+    with contextlib.suppress(OSError):  # no smaps_rollup before Linux 4.14
+        mem.update(
+            _kb_fields(f"/proc/{pid}/smaps_rollup", ("Pss", "Private_Dirty", "Private_Clean"))
+        )
+    return mem
+
+
+def kernel_memory() -> dict[str, int]:
+    """System-wide slab figures (kB) and TCP socket buffer pages (/proc/net/sockstat)."""
+    mem = _kb_fields("/proc/meminfo", ("Slab", "SUnreclaim", "SReclaimable", "MemAvailable"))
+    try:
+        with open("/proc/net/sockstat") as f:
+            for line in f:
+                if line.startswith("TCP:"):
+                    parts = line.split()
+                    fields = dict(zip(parts[1::2], parts[2::2], strict=False))
+                    mem["tcp_inuse"] = int(fields.get("inuse", 0))
+                    mem["tcp_tw"] = int(fields.get("tw", 0))
+                    mem["tcp_mem_kB"] = (
+                        int(fields.get("mem", 0)) * os.sysconf("SC_PAGE_SIZE") // 1024
+                    )
+    except OSError:
+        pass
+    return mem
+
+
+# -- context of a run -----------------------------------------------------------
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def git_info() -> dict[str, Any]:
+    """HEAD, and whether the tree differs from it (tracked changes or new files)."""
+    status = _git("status", "--porcelain", "--untracked-files=all")
+    changed = [
+        line[3:] for line in status.splitlines() if not line[3:].startswith("bench/results/")
+    ]
+    return {
+        "commit": _git("rev-parse", "HEAD") or None,
+        "dirty": bool(changed),
+        "dirty_paths": changed[:30],
+    }
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def machine() -> dict[str, Any]:
+    mem = _kb_fields("/proc/meminfo", ("MemTotal",))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_kB": mem.get("MemTotal"),
+        "rlimit_nofile": [soft, hard],
+        "kernel": platform.release(),
+        "platform": platform.platform(),
+    }
+
+
+def context(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Everything a result needs to be read later: when, how, on what."""
+    argv = list(sys.argv if argv is None else argv)
+    return {
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": shlex.join(
+            [Path(sys.executable).name, os.path.relpath(argv[0], ROOT), *argv[1:]]
+        ),
+        "git": git_info(),
+        "versions": versions(),
+        "machine": machine(),
+    }
+
+
+# -- result files -----------------------------------------------------------------
+
+
+def append_jsonl(name: str, records: Iterable[dict[str, Any]]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.jsonl"
+    with path.open("a") as f:
+        for record in records:
+            f.write(json.dumps(record, sort_keys=False) + "\n")
+    return path
+
+
+def write_text(name: str, text: str) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / name
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(str(cell) for cell in row) + " |")
+    return "\n".join(lines)
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr."""
+    stamp = datetime.datetime.now().strftime("%H:%M:%S")
+    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
