@@ -16,7 +16,7 @@ help:
 	@echo "make test      install everything the tests need, then run them all"
 	@echo "make test-fast the protocol tests only (no sockets)"
 	@echo "make lint      ruff, mypy --strict, cython-lint"
-	@echo "make bench     the quick benchmarks (results in bench/results/)"
+	@echo "make bench     the quick benchmarks, a few minutes (results in bench/results/)"
 	@echo "make wheel     build a wheel into dist/"
 	@echo "make clean     remove build output"
 
@@ -67,6 +67,7 @@ format: $(STAMP)
 
 bench: build
 	$(BIN)/python bench/run_engine.py --quick
+	$(BIN)/python bench/run_broadcast.py --quick
 
 wheel: $(BIN)/python
 	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
