@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from nodejs import ensure_node_modules
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "tests" / "interop" / "node"
@@ -84,22 +84,7 @@ def _stop(server: EchoServer) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def node_modules() -> Path:
     """Make sure the Node dependencies (package-lock.json) are installed."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.fail("node and npm are required for the interop tests", pytrace=False)
-    modules = NODE_DIR / "node_modules"
-    if not modules.is_dir():
-        proc = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"],
-            cwd=NODE_DIR,
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            pytest.fail(
-                f"`npm ci` in {NODE_DIR} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}",
-                pytrace=False,
-            )
-    return modules
+    return ensure_node_modules(NODE_DIR, "the interop tests")
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +25,7 @@ from typing import IO, Any
 
 import pytest
 import socketio
+from nodejs import ensure_node_modules
 
 ROOT = Path(__file__).resolve().parents[2]
 PEERS = ROOT / "bench" / "peers"
@@ -252,22 +252,7 @@ async def _wait_for_clients(storm: Storm, count: int, timeout: float = 30.0) -> 
 @pytest.fixture(scope="session", autouse=True)
 def node_modules() -> Path:
     """The Node peer's dependencies, installed from its package-lock.json."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.fail("node and npm are required for the peer tests", pytrace=False)
-    modules = NODE_DIR / "node_modules"
-    if not modules.is_dir():
-        proc = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"],
-            cwd=NODE_DIR,
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            pytest.fail(
-                f"`npm ci` in {NODE_DIR} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}",
-                pytrace=False,
-            )
-    return modules
+    return ensure_node_modules(NODE_DIR, "the peer tests")
 
 
 @pytest.fixture(scope="module", params=SERVERS)
