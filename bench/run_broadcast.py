@@ -104,7 +104,7 @@ async def fan_out_round(storm: Storm, conns: list[Any], fds: list[int]) -> dict[
 async def whole_broadcast(storm: Storm) -> float:
     """Server CPU per recipient for a complete broadcast: send, receive, decode, count."""
     started = time.process_time()
-    op = storm._start(None, {"type": "broadcast"})
+    op = await storm._start(None, {"type": "broadcast"})
     while not op.done:
         await asyncio.sleep(0.001)
     spent = time.process_time() - started
@@ -129,6 +129,7 @@ def bookkeeping(n: int) -> dict[str, float]:
 async def measure(n: int, repeats: int) -> dict[str, Any]:
     server = msstorm.Server(ping_interval=60000, ping_timeout=60000)
     storm = Storm(server, token="bench", op_timeout=30)
+    await storm.start()
     listener = await msstorm.serve(server, port=0, backlog=65535)
     url = f"http://127.0.0.1:{listener.port}"
     clients = await swarm(url, n)

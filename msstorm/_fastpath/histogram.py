@@ -14,6 +14,7 @@ This is the plain-Python twin of ``histogram_c.pyx``: same API, same results.
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any
 
 SUB_BITS = 7
@@ -43,6 +44,34 @@ def bucket_middle(index: int) -> float:
     shift = (index >> SUB_BITS) - 1
     low = (SUB_BUCKETS + (index & (SUB_BUCKETS - 1))) << shift
     return low + ((1 << shift) - 1) / 2.0
+
+
+_HEAD = struct.Struct("<qdddI")
+_ENTRY = struct.Struct("<iI")
+
+
+def pack(
+    count: int, total: float, minimum: float, maximum: float, buckets: list[tuple[int, int]]
+) -> bytes:
+    """A histogram as bytes, to travel between workers: its exact figures, then
+    ``(key, count)`` per non-empty bucket, ``key`` = index, or -(index + 1) below zero."""
+    out = bytearray(_HEAD.pack(count, total, minimum, maximum, len(buckets)))
+    for key, n in buckets:
+        out += _ENTRY.pack(key, n)
+    return bytes(out)
+
+
+def unpack(data: bytes) -> tuple[int, float, float, float, list[tuple[int, int]]]:
+    if len(data) < _HEAD.size:
+        raise ValueError("not a packed histogram")
+    count, total, minimum, maximum, entries = _HEAD.unpack_from(data)
+    if len(data) != _HEAD.size + entries * _ENTRY.size:
+        raise ValueError("not a packed histogram")
+    buckets = [_ENTRY.unpack_from(data, _HEAD.size + i * _ENTRY.size) for i in range(entries)]
+    for key, _ in buckets:
+        if not -BUCKETS <= key < BUCKETS:
+            raise ValueError("not a packed histogram")
+    return count, total, minimum, maximum, buckets
 
 
 class Histogram:
@@ -91,6 +120,24 @@ class Histogram:
         self.total += other.total
         self.minimum = min(self.minimum, other.minimum)
         self.maximum = max(self.maximum, other.maximum)
+
+    def to_bytes(self) -> bytes:
+        buckets = sorted(self._positive.items())
+        buckets += [(-(index + 1), n) for index, n in sorted(self._negative.items())]
+        return pack(self.count, self.total, self.minimum, self.maximum, buckets)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Histogram:
+        histogram = cls()
+        histogram.count, histogram.total, histogram.minimum, histogram.maximum, buckets = unpack(
+            data
+        )
+        for key, n in buckets:
+            if key >= 0:
+                histogram._positive[key] = n
+            else:
+                histogram._negative[-key - 1] = n
+        return histogram
 
     def percentile(self, fraction: float) -> float:
         """The value at ``fraction`` (0..1) by nearest rank, in milliseconds."""

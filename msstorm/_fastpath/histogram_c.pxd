@@ -11,6 +11,7 @@ cdef class Histogram:
 
     cpdef record(self, double ms)
     cpdef merge(self, Histogram other)
+    cpdef bytes to_bytes(self)
     cpdef double percentile(self, double fraction)
     cpdef dict summary(self)
     cdef double _clamp(self, double ms) noexcept

@@ -26,11 +26,21 @@ MAX_TS_MS = 1e13 - 0.0005  # 13 digits before the point
 
 
 class PokeFrame:
-    """The text of a poke, with its index and ts left to fill in."""
+    """The text of a poke, with its index and ts left to fill in.
+
+    ``op_id`` starts every poke id; a tree poke also names its tree (``tree_id``,
+    the same unless given) and the client whose answer caused it (``parent_id``).
+    """
 
     __slots__ = ("_head", "_middle", "_tail")
 
-    def __init__(self, op_id: str, tree_leaves: int = 0, parent_id: str | None = None) -> None:
+    def __init__(
+        self,
+        op_id: str,
+        tree_leaves: int = 0,
+        parent_id: str | None = None,
+        tree_id: str | None = None,
+    ) -> None:
         if "." in op_id or '"' in op_id or "\\" in op_id:
             raise ValueError(f"unusable operation id {op_id!r}")
         self._head = f'42["poke",{{"id":"{op_id}.'
@@ -38,7 +48,8 @@ class PokeFrame:
         tail = ""
         if tree_leaves:
             parent = "-1" if parent_id is None else f'"{parent_id}"'
-            tail = f',"treeLeaves":{tree_leaves},"treeId":"{op_id}","parentId":{parent}'
+            tree = op_id if tree_id is None else tree_id
+            tail = f',"treeLeaves":{tree_leaves},"treeId":"{tree}","parentId":{parent}'
         self._tail = tail + "}]"
 
     def render(self, index: int, wall_ms: float) -> bytes:

@@ -34,14 +34,15 @@ cdef inline double _seconds(int clock) noexcept:
 cdef class PokeFrame:
     """The text of a poke, with its index and ts left to fill in."""
 
-    def __init__(self, str op_id, long tree_leaves=0, parent_id=None):
+    def __init__(self, str op_id, long tree_leaves=0, parent_id=None, tree_id=None):
         if "." in op_id or '"' in op_id or "\\" in op_id:
             raise ValueError(f"unusable operation id {op_id!r}")
         head = f'42["poke",{{"id":"{op_id}.'.encode()
         tail = ""
         if tree_leaves:
             parent = "-1" if parent_id is None else f'"{parent_id}"'
-            tail = f',"treeLeaves":{tree_leaves},"treeId":"{op_id}","parentId":{parent}'
+            tree = op_id if tree_id is None else tree_id
+            tail = f',"treeLeaves":{tree_leaves},"treeId":"{tree}","parentId":{parent}'
         text = head + b"0" * _INDEX_WIDTH + b'","ts":' + b" " * _TS_WIDTH + (tail + "}]").encode()
         self._buffer = bytearray(HEADROOM) + text
         self._index_at = HEADROOM + len(head)

@@ -57,6 +57,13 @@ class PokeTable:
         self.rtt = Histogram()
         self.delay = Histogram()
 
+    def grow(self, capacity: int) -> None:
+        """Make room for ``capacity`` pokes (a tree's share of a worker is not known ahead)."""
+        if capacity > self.capacity:
+            self._sent_at.extend(bytes(8 * (capacity - self.capacity)))
+            self._state.extend(bytes(capacity - self.capacity))
+            self.capacity = capacity
+
     def mark_sent(self, index: int, now: float) -> None:
         """Poke ``index`` was written to its socket at ``now`` (monotonic seconds)."""
         self._check(index, self.capacity)
@@ -111,15 +118,15 @@ class PokeTable:
         start: int,
         stop: int,
         targets: Sequence[str] | None = None,
-        parents: Sequence[int] | None = None,
+        parents: Sequence[str | None] | None = None,
         depths: Sequence[int] | None = None,
     ) -> bytes:
         """Answers ``start`` to ``stop`` as comma-separated JSON, without brackets.
 
         Without ``targets``: ``[pingDelay,rtt]`` pairs (a broadcast). With them:
         ``{"parent","rtt","pingDelay","clientId","depth"}`` objects (a tree), where
-        ``targets[i]`` is the sid poke ``i`` went to and ``parents[i]`` the index
-        of the poke whose answer caused it (-1 for the root).
+        ``targets[i]`` is the sid poke ``i`` went to and ``parents[i]`` the sid of
+        the client whose answer caused it (None for the root, written -1).
         """
         stop = min(stop, self.received)
         parts = []
@@ -132,7 +139,7 @@ class PokeTable:
             assert parents is not None and depths is not None
             index = self._answer_index[k]
             parent = parents[index]
-            parent_sid = '"' + targets[parent] + '"' if parent >= 0 else "-1"
+            parent_sid = '"' + parent + '"' if parent is not None else "-1"
             parts.append(
                 f'{{"parent":{parent_sid},"rtt":{rtt},"pingDelay":{delay},'
                 f'"clientId":"{targets[index]}","depth":{depths[index]}}}'

@@ -16,6 +16,7 @@ cdef class PokeTable:
     cdef readonly Histogram rtt
     cdef readonly Histogram delay
 
+    cpdef grow(self, Py_ssize_t capacity)
     cpdef mark_sent(self, Py_ssize_t index, double now)
     cpdef mark_unsent(self, Py_ssize_t index)
     cpdef double answer(self, Py_ssize_t index, double now, double delay_ms) except? -2.0

@@ -9,7 +9,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.stdint cimport int32_t, uint8_t
 from libc.stdio cimport snprintf
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from msstorm._fastpath.histogram_c cimport Histogram
 
@@ -48,6 +48,19 @@ cdef class PokeTable:
         PyMem_Free(self._answer_index)
         PyMem_Free(self._answer_rtt)
         PyMem_Free(self._answer_delay)
+
+    cpdef grow(self, Py_ssize_t capacity):
+        """Make room for ``capacity`` pokes (a tree's share of a worker is not known ahead)."""
+        if capacity <= self.capacity:
+            return
+        self._sent_at = <double*>_resized(self._sent_at, capacity * sizeof(double))
+        self._state = <uint8_t*>_resized(self._state, capacity * sizeof(uint8_t))
+        self._answer_index = <int32_t*>_resized(self._answer_index, capacity * sizeof(int32_t))
+        self._answer_rtt = <double*>_resized(self._answer_rtt, capacity * sizeof(double))
+        self._answer_delay = <double*>_resized(self._answer_delay, capacity * sizeof(double))
+        memset(self._sent_at + self.capacity, 0, (capacity - self.capacity) * sizeof(double))
+        memset(self._state + self.capacity, 0, capacity - self.capacity)
+        self.capacity = capacity
 
     cpdef mark_sent(self, Py_ssize_t index, double now):
         """Poke ``index`` was written to its socket at ``now`` (monotonic seconds)."""
@@ -115,7 +128,7 @@ cdef class PokeTable:
         cdef char* buf = <char*>PyMem_Malloc(capacity)
         if buf == NULL:
             raise MemoryError()
-        cdef Py_ssize_t used = 0, k, index, parent, n
+        cdef Py_ssize_t used = 0, k, index, n
         cdef bytes client, parent_sid
         try:
             for k in range(start, stop):
@@ -134,11 +147,11 @@ cdef class PokeTable:
                 index = self._answer_index[k]
                 parent = parents[index]
                 client = (<str>targets[index]).encode()
-                if used + len(client) * 2 + 160 > capacity:
-                    capacity = capacity * 2 + len(client) * 2
+                parent_sid = (<str>parent).encode() if parent is not None else b""
+                if used + len(client) + len(parent_sid) + 160 > capacity:
+                    capacity = capacity * 2 + len(client) + len(parent_sid)
                     buf = <char*>_grow(buf, capacity)
-                if parent >= 0:
-                    parent_sid = (<str>targets[parent]).encode()
+                if parent is not None:
                     used += _append(buf + used, b'{"parent":"', 11)
                     used += _append(buf + used, parent_sid, len(parent_sid))
                     used += _append(buf + used, b'"', 1)
@@ -168,6 +181,13 @@ cdef inline double _unsigned_zero(double value) noexcept:
 cdef inline Py_ssize_t _append(char* dest, const char* src, Py_ssize_t n) noexcept:
     memcpy(dest, src, n)
     return n
+
+
+cdef void* _resized(void* data, Py_ssize_t size) except NULL:
+    cdef void* resized = PyMem_Realloc(data, size if size > 0 else 1)
+    if resized == NULL:
+        raise MemoryError()
+    return resized
 
 
 cdef void* _grow(char* buf, Py_ssize_t capacity) except NULL:

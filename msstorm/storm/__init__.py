@@ -1,6 +1,6 @@
 """The MessageStorm application: pokes, operations, the monitor namespace."""
 
 from .app import Storm
-from .operations import Broadcast, Operation, Tree, Unicast
+from .operations import Operation
 
-__all__ = ["Broadcast", "Operation", "Storm", "Tree", "Unicast"]
+__all__ = ["Operation", "Storm"]

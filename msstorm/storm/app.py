@@ -1,8 +1,25 @@
-"""The MessageStorm application, built on the engine's public API.
+"""The MessageStorm application, built on the engine's public API, over a cluster bus.
 
 Clients join namespace ``/`` and answer every ``poke`` with a ``pokeBack``;
 monitors join ``/monitor`` with the token and drive operations with
-``initiatePoke`` and ``statusRequest``. The contract is shared/PROTOCOL.md.
+``initiatePoke`` and ``statusRequest``. The contract is PROTOCOL.md.
+
+Every worker runs one ``Storm``; a single process is a cluster of one (its bus
+is a ``LocalBus``), so the same code serves both. How an operation travels:
+
+- The worker the monitor talks to is its origin (``operations.Operation``).
+- A broadcast is one bus message per worker; each pokes its own clients with the
+  compiled fan-out and tells the origin how many (the ``expected`` of the ack).
+- A unicast goes to the worker that owns the destination sid (a sid starts with
+  its worker's tag), or to a worker drawn by client count for a random one.
+- A tree's root goes to a worker drawn the same way; each answer to a poke with
+  ``treeLeaves >= 2`` draws two clients of the cluster, and the requests for
+  other workers are sent in one message per destination per loop turn.
+- Answers are recorded where they arrive (``shards.Shard``, by the pokeBack fast
+  path); shards report counts to the origin, on every tree answer or completed
+  shard at the end of the loop turn, and every 100 ms otherwise. When the origin
+  sees the operation complete, or its deadline pass, it collects the shards'
+  histograms and per-client answers and pushes the status to its monitor.
 """
 
 from __future__ import annotations
@@ -10,16 +27,23 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import secrets
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Awaitable
 from typing import Any, TypeGuard
 
-from msstorm._fastpath import PokeBackTap, PokeFrame, send_pokes
-from msstorm.protocol.errors import ConnectionRefused
-from msstorm.server import Server
+import orjson
 
-from .operations import Broadcast, Operation, Tree, Unicast
+from msstorm._fastpath import Histogram, PokeBackTap, send_pokes
+from msstorm.cluster.bus import Bus, LocalBus
+from msstorm.cluster.membership import BEAT_EVERY, Membership
+from msstorm.protocol.errors import ConnectionRefused
+from msstorm.server import Server, ids
+
+from .operations import Collected, Operation
+from .shards import BroadcastShard, Shard, TreeShard, UnicastShard
 
 log = logging.getLogger("msstorm.storm")
 
@@ -30,6 +54,9 @@ FANOUT_SLICE = 2048
 # Finished operations kept for statusRequest.
 KEEP_FINISHED = 64
 POLICY_VIOLATION = 1008
+PROGRESS_EVERY = 0.1
+# How long the origin waits for the workers' answers on the bus.
+ASK_TIMEOUT = 3.0
 
 
 class Refusal(Exception):
@@ -45,7 +72,7 @@ class Refusal(Exception):
 
 
 class Storm:
-    """MessageStorm's operations on a Socket.IO ``Server``."""
+    """MessageStorm's operations on a Socket.IO ``Server``, this worker's share of them."""
 
     def __init__(
         self,
@@ -55,36 +82,67 @@ class Storm:
         op_timeout: float = 60.0,
         max_tree_leaves: int = 1 << 20,
         max_operations: int = 64,
+        bus: Bus | None = None,
     ) -> None:
         self.server = server
         self.token = token or secrets.token_urlsafe(18)
         self.op_timeout = op_timeout
         self.max_tree_leaves = max_tree_leaves
         self.max_operations = max_operations
+        self.bus = bus if bus is not None else LocalBus(ids.tag())
+        self.tag = self.bus.tag
+        self.membership = Membership(self.tag)
         self.clients = server.namespace(CLIENTS)
-        self.running: dict[str, Operation] = {}
+        self.running: dict[str, Operation] = {}  # started here
         self.finished: OrderedDict[str, Operation] = OrderedDict()
-        self._counts: Counter[str] = Counter()  # refusals, operations by outcome
+        self.shards: dict[str, Shard] = {}  # this worker's parts, by shard key
+        self._ended: OrderedDict[str, None] = OrderedDict()  # op ids whose shards are gone
+        self._counts: Counter[str] = Counter()
         # Answers are recorded by the fast path (it also serves the generic handler).
-        self.tap = PokeBackTap(self.running, self._answered)
+        self.tap = PokeBackTap(self.shards, self._answered)
         server.tap = self.tap
-        self._prefix = secrets.token_hex(2) + "-"
         self._sequence = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._asked: dict[int, asyncio.Future[tuple[dict[str, Any], bytes]]] = {}
+        self._next_question = 0
+        self._dirty: set[Shard] = set()
+        self._spawns: dict[str, list[list[Any]]] = {}
+        self._flush_due = False
+        self._timers: list[asyncio.TimerHandle] = []
 
         server.on("pokeBack", self.poke_back, namespace=CLIENTS)
         server.on("connect", self.monitor_connect, namespace=MONITOR)
         server.on("initiatePoke", self.initiate_poke, namespace=MONITOR)
         server.on("statusRequest", self.status_request, namespace=MONITOR, takes_ack=True)
+        self.bus.listen(self._on_bus)
+
+    async def start(self) -> None:
+        """Join the cluster (a cluster of one needs nothing)."""
+        await self.bus.start()
+        self._beat()
+        self._tick()
+
+    async def close(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        for op in self.running.values():
+            if op.timer is not None:
+                op.timer.cancel()
+        await self.bus.close()
 
     @property
     def counts(self) -> Counter[str]:
-        """What happened: answers, refusals, operations by outcome."""
+        """What happened here: answers, refusals, operations by outcome."""
         counts = Counter(self._counts)
         counts["answers"] += self.tap.answers
         counts["answers unknown or late"] += self.tap.unknown
         counts["answers for another client's poke"] += self.tap.foreign
         return +counts  # without the zeros
+
+    def cluster(self) -> dict[str, Any]:
+        """The cluster as this worker sees it (for /healthz and statusRequest)."""
+        self._count_self()
+        return {"worker": self.tag, **self.membership.view(), "bus": self.bus.describe()}
 
     # -- monitors -------------------------------------------------------------
 
@@ -96,23 +154,23 @@ class Storm:
             self._counts["monitor refused"] += 1
             raise ConnectionRefused("invalid monitor token")
 
-    def initiate_poke(self, sid: str, *args: Any) -> dict[str, Any]:
+    async def initiate_poke(self, sid: str, *args: Any) -> dict[str, Any]:
         try:
-            op = self._start(sid, *args)
+            op = await self._start(sid, *args)
         except Refusal as refusal:
             self._counts[f"initiatePoke refused: {refusal.code}"] += 1
             return refusal.answer()
         return {"op": op.id, "expected": op.expected}
 
-    def status_request(self, sid: str, *args: Any, ack: Any = None) -> None:
+    async def status_request(self, sid: str, *args: Any, ack: Any = None) -> None:
         """Answered by ack when the monitor asked for one, else with a ``status`` event."""
-        status = self.status(*args)
+        status = await self.status(*args)
         if ack is not None:
             ack(status)
         else:
             self.server.emit("status", status, to=sid, namespace=MONITOR)
 
-    def status(self, *args: Any) -> dict[str, Any]:
+    async def status(self, *args: Any) -> Any:
         """What a ``statusRequest`` with these arguments is answered with."""
         request = args[0] if args else {}
         try:
@@ -122,29 +180,49 @@ class Storm:
             op_id = request.get("op")
             if op_id is not None and not isinstance(op_id, str):
                 raise Refusal("bad-request", "op must be an operation id (a string)")
-            if op_id is not None:
-                op = self.running.get(op_id) or self.finished.get(op_id)
-                if op is None:
-                    raise Refusal("unknown-operation", f"no operation {op_id!r}")
-                status = op.status(time.monotonic(), detail)
-            else:
-                status = self.overview(detail)
+            if op_id is None:
+                return await self.overview(detail)
+            origin = op_id[: ids.TAG_SIZE]
+            if origin != self.tag and origin in self.membership.peers:
+                reply, blob = await self._ask(
+                    origin, {"t": "status?", "op": op_id, "detail": detail}
+                )
+                if "error" in reply:
+                    raise Refusal(reply["error"], reply["message"])
+                return orjson.Fragment(blob)
+            return await self._status_of(op_id, detail)
         except Refusal as refusal:
-            status = refusal.answer()
-        return status
+            return refusal.answer()
 
-    def overview(self, detail: bool) -> dict[str, Any]:
-        now = time.monotonic()
+    async def _status_of(self, op_id: str, detail: bool) -> dict[str, Any]:
+        op = self.running.get(op_id) or self.finished.get(op_id)
+        if op is None:
+            raise Refusal("unknown-operation", f"no operation {op_id!r}")
+        if op.final is not None:  # a finished operation's status does not change
+            if detail:
+                return op.final
+            return {key: value for key, value in op.final.items() if key != op.kind}
+        parts = await self._collect(op, detail)
+        return op.status(time.monotonic(), parts, detail)
+
+    async def overview(self, detail: bool) -> dict[str, Any]:
+        operations = [await self._status_of(op_id, detail) for op_id in list(self.running)]
         return {
-            "clients": len(self.clients.members),
-            "operations": [op.status(now, detail) for op in self.running.values()],
+            "clients": self._cluster_clients(),
+            "cluster": self.cluster(),
+            "settings": {
+                "opTimeout": self.op_timeout,
+                "maxTreeLeaves": self.max_tree_leaves,
+                "maxOperations": self.max_operations,
+            },
+            "operations": operations,
             "finished": list(self.finished),
             "counts": dict(self.counts),
         }
 
-    # -- starting operations --------------------------------------------------
+    # -- starting operations (at the origin) ----------------------------------
 
-    def _start(self, monitor: str, *args: Any) -> Operation:
+    async def _start(self, monitor: str | None, *args: Any) -> Operation:
         if len(args) != 1 or not isinstance(args[0], dict):
             raise Refusal("bad-request", "initiatePoke takes one object")
         request = args[0]
@@ -153,81 +231,161 @@ class Storm:
             raise Refusal("bad-type", "type must be 'unicast', 'broadcast' or 'tree'")
         if len(self.running) >= self.max_operations:
             raise Refusal("busy", f"{self.max_operations} operations are running already")
+        leaves = request.get("treeLeaves")
+        dest = request.get("destId")
         if kind == "tree":
-            leaves = request.get("treeLeaves")
             if type(leaves) is not int or leaves < 1 or leaves & (leaves - 1):
                 raise Refusal("bad-tree-leaves", "treeLeaves must be a power of two (1, 2, 4...)")
             if leaves > self.max_tree_leaves:
                 raise Refusal("tree-too-large", f"treeLeaves is limited to {self.max_tree_leaves}")
-        if not self.clients.members:
-            raise Refusal("no-clients", "no client is connected")
-        now = time.monotonic()
-        op_id = self._next_id()
-        op: Operation
-        if kind == "unicast":
-            dest = request.get("destId")
-            if dest is None:
-                dest = self.clients.pick(1)[0]
-            elif not isinstance(dest, str):
+        if kind == "unicast" and dest is not None:
+            if not isinstance(dest, str):
                 raise Refusal("bad-dest", "destId must be a client's sid")
-            elif dest not in self.clients.sockets:
+            if not await self._has_client(dest):
                 raise Refusal("unknown-client", f"no client {dest!r} is connected")
-            op = Unicast(op_id, dest, monitor, now)
-            self._begin(op)
-            self._send(op, op.frame, [dest], 0)
-        elif kind == "broadcast":
-            sockets = self.clients.sockets
-            op = Broadcast(op_id, list(sockets), monitor, now)
-            self._begin(op)
-            self._spawn(self._fan_out(op, list(sockets.values())))
+        elif self._cluster_clients() == 0:
+            raise Refusal("no-clients", "no client is connected")
+
+        self._sequence += 1
+        op_id = f"{self.tag}-{self._sequence:x}"
+        now = time.monotonic()
+        if kind == "broadcast":
+            op = Operation(op_id, kind, monitor, now, None)
+        elif kind == "unicast":
+            op = Operation(op_id, kind, monitor, now, 1, dest=dest)
         else:
-            tree = Tree(op_id, request["treeLeaves"], self.clients.pick(1)[0], monitor, now)
-            op = tree
-            self._begin(op)
-            self._send_tree(tree, tree.root_frame(), [tree.targets[0]], 0)
+            assert isinstance(leaves, int)
+            op = Operation(op_id, kind, monitor, now, 2 * leaves - 1, leaves=leaves)
+        self.running[op_id] = op
+        self._counts[f"{kind} started"] += 1
+        op.timer = asyncio.get_running_loop().call_later(self.op_timeout, self._time_out, op)
+
+        if kind == "broadcast":
+            await self._start_broadcast(op)
+        elif kind == "unicast":
+            owner = ids.owner_of(dest) if dest is not None else self._pick_workers(1)[0]
+            self._request(owner, [op_id, self.tag, "unicast", 0, 0, None, dest])
+        else:
+            self._request(
+                self._pick_workers(1)[0], [op_id, self.tag, "tree", leaves, 0, None, None]
+            )
+        self._flush()
         self._check(op)
         return op
 
-    def _next_id(self) -> str:
-        self._sequence += 1
-        return f"{self._prefix}{self._sequence:x}"
-
-    def _begin(self, op: Operation) -> None:
-        self.running[op.id] = op
-        self._counts[f"{op.kind} started"] += 1
-        loop = asyncio.get_running_loop()
-        op.timer = loop.call_later(self.op_timeout, self._time_out, op)
-
-    def _send(self, op: Operation, frame: PokeFrame, sids: list[str], first: int) -> None:
-        sockets = self.clients.sockets
-        conns = []
-        for i, sid in enumerate(sids):
-            conn = sockets.get(sid)
-            if conn is None:
-                op.table.mark_unsent(first + i)
+    async def _start_broadcast(self, op: Operation) -> None:
+        message = {"t": "broadcast", "op": op.id, "origin": self.tag}
+        workers = [t for t in self.membership.alive() if t != self.tag]
+        answers = [self._ask(tag, dict(message)) for tag in workers]
+        op.planned[self.tag] = self._broadcast_here(op.id, self.tag)
+        for tag, outcome in zip(workers, await _settle(answers), strict=True):
+            if isinstance(outcome, BaseException):
+                op.gone.add(tag)  # it did not answer: none of its clients was poked
             else:
-                conns.append(conn)
-        # All targets are live here (picked from the members just now), except a
-        # destId that left between validation and send, handled above.
-        if len(conns) == len(sids):
-            send_pokes(frame, conns, 0, len(conns), first, op.table)
+                op.planned[tag] = outcome[0]["n"]
+        op.expected = sum(op.planned.values())
 
-    def _send_tree(self, tree: Tree, frame: PokeFrame, sids: list[str], first: int) -> None:
-        self._send(tree, frame, sids, first)
-        for index in range(first, first + len(sids)):
-            if not tree.table.is_pending(index):
-                tree.lose_subtree(index)
+    async def _has_client(self, sid: str) -> bool:
+        owner = ids.owner_of(sid)
+        if owner == self.tag:
+            return sid in self.clients.sockets
+        if owner not in self.membership.peers:
+            return False
+        try:
+            reply, _ = await self._ask(owner, {"t": "has", "sid": sid})
+        except TimeoutError:
+            return False
+        return bool(reply.get("yes"))
 
-    async def _fan_out(self, op: Broadcast, conns: list[Any]) -> None:
-        table = op.table
+    def _count_self(self) -> None:
+        self.membership.update_self(len(self.clients.members), os.getpid(), {})
+
+    def _cluster_clients(self) -> int:
+        self._count_self()
+        return self.membership.total()
+
+    def _pick_workers(self, k: int) -> list[str]:
+        self._count_self()
+        return self.membership.pick(k)
+
+    # -- pokes (on every worker) ----------------------------------------------
+
+    def _broadcast_here(self, op_id: str, origin: str) -> int:
+        """Poke every client of this worker for a broadcast; how many."""
+        sockets = self.clients.sockets
+        shard = BroadcastShard(op_id, origin, self.tag, list(sockets))
+        self.shards[shard.key] = shard
+        conns = list(sockets.values())
+        if conns:
+            self._spawn(self._fan_out(shard, conns))
+        else:
+            self._dirty.add(shard)
+            self._soon()
+        return len(conns)
+
+    async def _fan_out(self, shard: BroadcastShard, conns: list[Any]) -> None:
+        frame = shard.frame()
         for start in range(0, len(conns), FANOUT_SLICE):
-            if op.done:
-                return
-            send_pokes(op.frame, conns, start, min(start + FANOUT_SLICE, len(conns)), 0, table)
+            if shard.key not in self.shards:
+                return  # the operation ended meanwhile
+            send_pokes(frame, conns, start, min(start + FANOUT_SLICE, len(conns)), 0, shard.table)
             await asyncio.sleep(0)
-        self._check(op)
+        self._dirty.add(shard)
+        self._soon()
 
-    # -- answers --------------------------------------------------------------
+    def _request(self, worker: str, request: list[Any]) -> None:
+        """Ask ``worker`` for a poke: [op, origin, kind, leaves, depth, parent, dest]."""
+        self._spawns.setdefault(worker, []).append(request)
+        self._soon()
+
+    def _pokes_here(self, requests: list[list[Any]]) -> None:
+        """Send the pokes other workers (or this one) asked for."""
+        groups: dict[tuple[str, int, str | None], list[list[Any]]] = {}
+        for request in requests:
+            groups.setdefault((request[0], request[4], request[5]), []).append(request)
+        for (op_id, depth, parent), group in groups.items():
+            _, origin, kind, leaves, _, _, dest = group[0]
+            if op_id in self._ended:
+                continue  # too late: the operation is over
+            key = f"{op_id}@{self.tag}"
+            shard = self.shards.get(key)
+            if kind == "unicast":
+                if shard is None:
+                    shard = self.shards[key] = UnicastShard(op_id, origin, self.tag)
+                picked = self.clients.pick(1)
+                target = dest if dest is not None else (picked[0] if picked else "")
+                conn = self.clients.sockets.get(target)
+                shard.targets = [target]
+                if conn is None:
+                    shard.table.mark_unsent(0)
+                else:
+                    send_pokes(shard.frame(), [conn], 0, 1, 0, shard.table)
+            else:
+                if shard is None:
+                    shard = self.shards[key] = TreeShard(op_id, origin, self.tag, leaves)
+                assert isinstance(shard, TreeShard)
+                self._tree_pokes(shard, depth, parent, len(group))
+            self._dirty.add(shard)
+        self._soon()
+
+    def _tree_pokes(self, shard: TreeShard, depth: int, parent: str | None, count: int) -> None:
+        targets = self.clients.pick(count)  # distinct when there are enough
+        conns = [self.clients.sockets.get(sid) for sid in targets]
+        ready = [(sid, conn) for sid, conn in zip(targets, conns, strict=True) if conn is not None]
+        shard.unreachable += (count - len(ready)) * shard.subtree(depth)
+        if not ready:
+            return
+        first = len(shard.targets)
+        for sid, _ in ready:
+            shard.add(sid, parent, depth)
+        send_pokes(
+            shard.frame_for(parent, depth), [c for _, c in ready], 0, len(ready), first, shard.table
+        )
+        for slot in range(first, first + len(ready)):
+            if not shard.table.is_pending(slot):
+                shard.unreachable += shard.subtree(depth)
+
+    # -- answers ---------------------------------------------------------------
 
     def poke_back(self, sid: str, *args: Any) -> None:
         """The generic path of answers: what the fast path did not take (see PokeBackTap)."""
@@ -244,7 +402,7 @@ class Storm:
             return self._broken(sid, "pokeBack needs a numeric serverTs")
         if type(leaves) is not int:
             return self._broken(sid, "treeLeaves must be an integer")
-        op_id, _, slot = poke_id.rpartition(".")
+        key, _, slot = poke_id.rpartition(".")
         try:
             index = int(slot, 16)
         except ValueError:
@@ -252,34 +410,96 @@ class Storm:
         if index < 0 or len(slot) != 8:
             self.tap.unknown += 1
             return None
-        self.tap.record(sid, op_id, index, float(delay), leaves, now)
+        self.tap.record(sid, key, index, float(delay), leaves, now)
         return None
 
-    def _answered(self, op: Operation, index: int, tree_leaves: int) -> None:
-        """After the tap recorded an answer to a tree poke, or the last one of an operation."""
-        if isinstance(op, Tree):
-            self._grow(op, index, tree_leaves)
-        self._check(op)
+    def _answered(self, shard: Shard, index: int, tree_leaves: int) -> None:
+        """After the tap recorded an answer to a tree poke, or the last one of a shard."""
+        if isinstance(shard, TreeShard):
+            self._grow(shard, index, tree_leaves)
+        self._dirty.add(shard)
+        self._soon()
 
-    def _grow(self, tree: Tree, index: int, tree_leaves: int) -> None:
-        leaves = tree.leaves_below(index)
+    def _grow(self, shard: TreeShard, index: int, tree_leaves: int) -> None:
+        depth = shard.depths[index]
+        leaves = shard.leaves_at(depth)
         if tree_leaves != (leaves // 2 if leaves >= 2 else -1):
             self._counts["answers with a wrong treeLeaves"] += 1  # the server's count rules
         if leaves < 2:
             return
-        children = self.clients.pick(2)
-        if not children:  # every client has gone: the two subtrees are lost now
-            tree.unreachable += 2 * (leaves - 1)
+        workers = self._pick_workers(2)
+        if not workers:  # every client has gone: the two subtrees are lost now
+            shard.unreachable += 2 * shard.subtree(depth + 1)
             return
-        first = tree.grow(index, children)
-        self._send_tree(tree, tree.children_frame(index), children, first)
+        parent = shard.targets[index]
+        for worker in workers:
+            self._request(
+                worker, [shard.op_id, shard.origin, "tree", shard.leaves, depth + 1, parent, None]
+            )
 
     def _broken(self, sid: str, why: str) -> None:
         self._counts["malformed pokeBacks"] += 1
         log.debug("closing client %s: %s", sid, why)
         self.server.close(sid, reason="parse error", code=POLICY_VIOLATION)
 
-    # -- ending operations ----------------------------------------------------
+    # -- the loop turn's batch: poke requests out, progress to the origins ------
+
+    def _soon(self) -> None:
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        spawns, self._spawns = self._spawns, {}
+        for worker, requests in spawns.items():
+            if worker == self.tag:
+                self._pokes_here(requests)
+            else:
+                self.bus.send(worker, {"t": "pokes", "r": requests})
+        dirty, self._dirty = self._dirty, set()
+        for shard in dirty:
+            self._report(shard)
+
+    def _report(self, shard: Shard) -> None:
+        counts = shard.counts()
+        if counts == shard.reported:
+            return
+        shard.reported = counts
+        if shard.origin == self.tag:
+            self._progress(self.tag, shard.op_id, counts)
+        else:
+            self.bus.send(shard.origin, {"t": "progress", "op": shard.op_id, "c": list(counts)})
+
+    def _tick(self) -> None:
+        for shard in list(self.shards.values()):
+            self._report(shard)
+        self._timers.append(asyncio.get_running_loop().call_later(PROGRESS_EVERY, self._tick))
+        del self._timers[:-2]
+
+    def _beat(self) -> None:
+        self._count_self()
+        me = self.membership.peers[self.tag]
+        self.bus.publish({"t": "beat", "clients": me.clients, "pid": me.pid})
+        for tag in self.membership.expire():
+            self._worker_gone(tag)
+        self._timers.append(asyncio.get_running_loop().call_later(BEAT_EVERY, self._beat))
+        del self._timers[:-2]
+
+    # -- at the origin: progress, completion, deadline ---------------------------
+
+    def _progress(self, worker: str, op_id: str, counts: tuple[int, int, int]) -> None:
+        op = self.running.get(op_id)
+        if op is not None:
+            op.progress[worker] = counts
+            self._check(op)
+
+    def _worker_gone(self, tag: str) -> None:
+        log.warning("worker %s is gone", tag)
+        for op in list(self.running.values()):
+            if tag in op.progress or tag in op.planned:
+                op.gone.add(tag)
+                self._check(op)
 
     def _check(self, op: Operation) -> None:
         if not op.done and op.complete():
@@ -290,32 +510,141 @@ class Storm:
             self._end(op, timed_out=True)
 
     def _end(self, op: Operation, timed_out: bool) -> None:
-        op.finish(time.monotonic(), timed_out)
+        op.ended = time.monotonic()
+        op.timed_out = timed_out
         if op.timer is not None:
             op.timer.cancel()
+        self._counts[f"{op.kind} {'timed out' if timed_out else 'completed'}"] += 1
+        self._spawn(self._conclude(op))
+
+    async def _conclude(self, op: Operation) -> None:
+        """Collect the final figures, tell the monitor, let the shards go."""
+        parts = await self._collect(op, detail=True)
+        status = op.status(time.monotonic(), parts, detail=True)
+        op.final = status
         self.running.pop(op.id, None)
         self.finished[op.id] = op
         while len(self.finished) > KEEP_FINISHED:
             self.finished.popitem(last=False)
-        self._counts[f"{op.kind} {'timed out' if timed_out else 'completed'}"] += 1
         if op.monitor is not None:
-            self._spawn(self._push_status(op))
+            self.server.emit("status", status, to=op.monitor, namespace=MONITOR)
+        self.bus.publish({"t": "end", "op": op.id})
+        self._drop(op.id)
 
-    async def _push_status(self, op: Operation) -> None:
-        """Send the final status to the monitor that started ``op``, building the
-        per-client array a slice per loop turn."""
-        chunks = []
-        for chunk in op.status_chunks():
-            chunks.append(chunk)
-            await asyncio.sleep(0)
-        status = op.status_head(time.monotonic())
-        status[op.kind] = op.detail_value(b",".join(chunks))
-        self.server.emit("status", status, to=op.monitor, namespace=MONITOR)
+    async def _collect(self, op: Operation, detail: bool) -> dict[str, Collected]:
+        workers = sorted(op.workers())
+        replies = await _settle(
+            [self._ask(tag, {"t": "collect", "op": op.id, "detail": detail}) for tag in workers]
+        )
+        parts: dict[str, Collected] = {}
+        for tag, reply in zip(workers, replies, strict=True):
+            if isinstance(reply, BaseException):
+                continue  # gone or silent: its last counts stand
+            message, blob = reply
+            if "sizes" not in message:
+                continue
+            rtt_size, delay_size = message["sizes"]
+            sent, received, lost = message["c"]
+            parts[tag] = Collected(
+                sent,
+                received,
+                lost,
+                rtt=Histogram.from_bytes(blob[:rtt_size]),
+                delay=Histogram.from_bytes(blob[rtt_size : rtt_size + delay_size]),
+                answers=blob[rtt_size + delay_size :],
+            )
+            if not op.done:
+                op.progress[tag] = (sent, received, lost)
+        return parts
+
+    def _drop(self, op_id: str) -> None:
+        self._ended[op_id] = None
+        while len(self._ended) > 1024:
+            self._ended.popitem(last=False)
+        for key in [k for k, s in self.shards.items() if s.op_id == op_id]:
+            del self.shards[key]
+
+    # -- the bus ---------------------------------------------------------------
+
+    def _ask(self, worker: str, message: dict[str, Any]) -> Awaitable[tuple[dict[str, Any], bytes]]:
+        """Send ``message`` and wait (at most ASK_TIMEOUT) for the worker's answer."""
+        self._next_question += 1
+        question = message["q"] = self._next_question
+        future: asyncio.Future[tuple[dict[str, Any], bytes]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._asked[question] = future
+        self.bus.send(worker, message)
+
+        async def wait() -> tuple[dict[str, Any], bytes]:
+            try:
+                return await asyncio.wait_for(future, ASK_TIMEOUT)
+            finally:
+                self._asked.pop(question, None)
+
+        return wait()
+
+    def _answer(self, question: dict[str, Any], reply: dict[str, Any], blob: bytes = b"") -> None:
+        reply["t"] = "answer"
+        reply["a"] = question["q"]
+        self.bus.send(question["from"], reply, blob)
+
+    def _on_bus(self, message: dict[str, Any], blob: bytes) -> None:
+        kind = message["t"]
+        sender = message.get("from", "")
+        if kind == "pokes":
+            self._pokes_here(message["r"])
+        elif kind == "progress":
+            sent, received, lost = message["c"]
+            self._progress(sender, message["op"], (sent, received, lost))
+        elif kind == "answer":
+            future = self._asked.get(message["a"])
+            if future is not None and not future.done():
+                future.set_result((message, blob))
+        elif kind == "beat":
+            if self.membership.beat(sender, message["clients"], message["pid"], {}):
+                log.info("worker %s joined", sender)
+        elif kind == "broadcast":
+            self._answer(message, {"n": self._broadcast_here(message["op"], message["origin"])})
+        elif kind == "collect":
+            self._hand_over(message)
+        elif kind == "end":
+            self._drop(message["op"])
+        elif kind == "has":
+            self._answer(message, {"yes": message["sid"] in self.clients.sockets})
+        elif kind == "status?":
+            self._spawn(self._forward_status(message))
+        else:
+            self.bus.problems["unknown messages"] += 1
+
+    def _hand_over(self, question: dict[str, Any]) -> None:
+        shard = self.shards.get(f"{question['op']}@{self.tag}")
+        if shard is None:
+            self._answer(question, {})
+            return
+        rtt = shard.table.rtt.to_bytes()
+        delay = shard.table.delay.to_bytes()
+        answers = b",".join(shard.answers()) if question.get("detail") else b""
+        reply = {"c": list(shard.counts()), "sizes": [len(rtt), len(delay)]}
+        self._answer(question, reply, rtt + delay + answers)
+
+    async def _forward_status(self, question: dict[str, Any]) -> None:
+        try:
+            status = await self._status_of(question["op"], bool(question.get("detail")))
+        except Refusal as refusal:
+            self._answer(question, {"error": refusal.code, "message": refusal.message})
+            return
+        self._answer(question, {}, orjson.dumps(status))
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _settle(waits: list[Awaitable[Any]]) -> list[Any]:
+    """Every outcome, answers and failures alike."""
+    return list(await asyncio.gather(*waits, return_exceptions=True))
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:

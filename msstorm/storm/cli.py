@@ -124,6 +124,7 @@ async def run(args: argparse.Namespace) -> None:
         max_tree_leaves=args.max_tree_leaves,
         max_operations=args.max_operations,
     )
+    await storm.start()
     listener = await serve(server, host=args.host, port=args.port)
     if args.monitor_token is None:
         log.info("monitor token: %s", storm.token)
@@ -142,6 +143,7 @@ async def run(args: argparse.Namespace) -> None:
     log.info("shutting down: closing %d connections", server.stats.connections)
     listener.close()
     await listener.wait_closed()
+    await storm.close()
 
 
 def main(argv: list[str] | None = None) -> int:

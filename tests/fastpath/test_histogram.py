@@ -93,3 +93,24 @@ def test_values_beyond_the_range_are_kept_at_the_top(module: ModuleType) -> None
     histogram.record(1.0)
     assert histogram.percentile(1.0) == 1e9  # clamped to the exact maximum
     assert histogram.percentile(0.5) == pytest.approx(1.0, rel=0.01)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(min_value=-1e4, max_value=1e7), max_size=200))
+def test_histograms_travel_as_bytes(values: list[float]) -> None:
+    plain, compiled = histogram_py.Histogram(), histogram_c.Histogram()
+    for value in values:
+        plain.record(value)
+        compiled.record(value)
+    assert plain.to_bytes() == compiled.to_bytes()
+    for module in (histogram_py, histogram_c):
+        back = module.Histogram.from_bytes(plain.to_bytes())
+        assert back.summary() == plain.summary() and back.count == plain.count
+
+
+def test_garbage_is_not_a_histogram(module: ModuleType) -> None:
+    with pytest.raises(ValueError):
+        module.Histogram.from_bytes(b"\x00" * 7)
+    packed = histogram_py.pack(1, 1.0, 1.0, 1.0, [(10**6, 1)])
+    with pytest.raises(ValueError):
+        module.Histogram.from_bytes(packed)

@@ -39,7 +39,7 @@ def test_answers_json_shapes(module: object) -> None:
     pairs = orjson.loads(b"[" + table.answers_json(0, 10) + b"]")
     assert pairs == [[-0.25, 1.5], [0.0, 3.0]]
     entries = orjson.loads(
-        b"[" + table.answers_json(0, 10, ["a", "b", "c"], [-1, 0, 0], [0, 1, 1]) + b"]"
+        b"[" + table.answers_json(0, 10, ["a", "b", "c"], [None, "a", "a"], [0, 1, 1]) + b"]"
     )
     assert entries == [
         {"parent": "a", "rtt": 1.5, "pingDelay": -0.25, "clientId": "c", "depth": 1},
@@ -86,9 +86,23 @@ def test_twins_agree(steps: list[tuple[str, int, float, float]]) -> None:
     )
     assert plain.answers_json(0, 100) == compiled.answers_json(0, 100)
     targets = [f"sid{i}" for i in range(32)]
-    parents = [-1] + [i // 2 for i in range(31)]
+    parents = [None] + [f"sid{i // 2}" for i in range(31)]
     depths = [min(i, 9) for i in range(32)]
     assert plain.answers_json(0, 100, targets, parents, depths) == compiled.answers_json(
         0, 100, targets, parents, depths
     )
     assert plain.rtt.summary() == compiled.rtt.summary()
+
+
+@pytest.mark.parametrize("module", MODULES, ids=["python", "cython"])
+def test_a_table_grows_and_keeps_what_it_holds(module: object) -> None:
+    table = module.PokeTable(2)  # type: ignore[attr-defined]
+    table.mark_sent(1, 1.0)
+    table.answer(1, 1.001, 0.5)
+    table.grow(1000)
+    table.grow(10)  # never shrinks
+    assert table.capacity == 1000 and not table.is_pending(999)
+    table.mark_sent(999, 2.0)
+    assert table.answer(999, 2.002, 0.25) == pytest.approx(2.0)
+    assert table.answered_index(0) == 1 and table.answered_index(1) == 999
+    assert table.received == 2

@@ -15,6 +15,7 @@ from msstorm.storm import Storm
 async def storm_server() -> AsyncIterator[StormServer]:
     server = msstorm.Server(ping_interval=5000, ping_timeout=5000)
     storm = Storm(server, token=TOKEN, op_timeout=1.5, max_tree_leaves=1024)
+    await storm.start()
     listener = await msstorm.serve(server, host="127.0.0.1", port=0)
     served = StormServer(storm, listener)
     try:
@@ -24,3 +25,4 @@ async def storm_server() -> AsyncIterator[StormServer]:
             client.transport.disconnect()
         listener.close()
         await listener.wait_closed()
+        await storm.close()

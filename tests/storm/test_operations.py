@@ -24,7 +24,8 @@ async def test_unicast_to_a_given_client(storm_server: StormServer) -> None:
     assert status["summary"]["received"] == 1 and status["summary"]["lost"] == 0
     assert len(target.pokes) == 1 and sum(len(c.pokes) for c in clients) == 1
     poke = target.pokes[0]
-    assert poke["id"].startswith(ack["op"] + ".") and isinstance(poke["ts"], float)
+    # "<op>@<worker>.<slot>": the operation, the worker that sent it, its slot there
+    assert poke["id"].startswith(ack["op"] + "@") and isinstance(poke["ts"], float)
     await monitor.close()
 
 
@@ -94,7 +95,7 @@ async def test_two_operations_at_once_do_not_mix(storm_server: StormServer) -> N
     b, t = await asyncio.gather(monitor.status_of(broadcast["op"]), monitor.status_of(tree["op"]))
     assert (b["summary"]["received"], len(b["broadcast"])) == (200, 200)
     assert (t["summary"]["received"], len(t["tree"])) == (63, 63)
-    ops = Counter(p["id"].rsplit(".", 1)[0] for c in clients for p in c.pokes)
+    ops = Counter(p["id"].split("@")[0] for c in clients for p in c.pokes)
     assert ops == {broadcast["op"]: 200, tree["op"]: 63}
     await monitor.close()
 
@@ -202,7 +203,7 @@ async def test_unknown_foreign_and_malformed_answers(storm_server: StormServer) 
     counts = storm_server.storm.counts
     assert counts["answers for another client's poke"] == 1
     assert counts["answers unknown or late"] == 1
-    assert storm_server.storm.running[ack["op"]].table.received == 0
+    assert storm_server.storm.running[ack["op"]].received == 0
     # A pokeBack that breaks the contract closes that client, and only it.
     broken.send(b'42["pokeBack",{"id":7}]')
     await asyncio.wait_for(broken.disconnected, 3)
@@ -259,7 +260,8 @@ async def test_a_tree_whose_clients_all_left_ends_without_waiting(
         await asyncio.sleep(0.01)
     # The root's answer arrives after its client left (it was in flight): the tree
     # cannot grow, and its two subtrees are lost at once rather than at the timeout.
-    storm_server.storm.tap.record(sid, ack["op"], 0, 1.0, 4, time.monotonic())
+    key = f"{ack['op']}@{storm_server.storm.tag}"  # the shard of this worker
+    storm_server.storm.tap.record(sid, key, 0, 1.0, 4, time.monotonic())
     status = await monitor.status_of(ack["op"], timeout=1)
     assert "timedOut" not in status
     assert (status["summary"]["received"], status["summary"]["lost"]) == (1, 14)

@@ -1,0 +1,1 @@
+"""Many workers acting as one server: the bus between them, who is alive, the supervisor."""
