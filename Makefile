@@ -7,7 +7,7 @@ PEER_NODE_DIR := bench/peers/node_socketio
 STAMP := $(VENV)/.installed
 SOURCES := $(shell find msstorm -name '*.pyx' -o -name '*.pxd' -o -name '*.py' | grep -v __pycache__)
 
-.PHONY: help storm server build wheel test test-fast lint format bench clean node-deps
+.PHONY: help storm server build wheel test test-fast lint format bench clean node-deps system-deps
 
 help:
 	@echo "make storm     a whole storm here: server, 10,000 clients, a scenario, the report"
@@ -49,7 +49,13 @@ $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
 $(PEER_NODE_DIR)/node_modules/.package-lock.json: $(PEER_NODE_DIR)/package-lock.json
 	cd $(PEER_NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 
-test: build node-deps
+# The cluster tests start a real redis-server: Debian's, installed when missing.
+system-deps:
+	@command -v redis-server >/dev/null || { \
+		echo "installing redis-server (Debian package) for the cluster tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+
+test: build node-deps system-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: build
@@ -65,9 +71,10 @@ format: $(STAMP)
 	$(BIN)/ruff format msstorm examples tests bench
 	$(BIN)/ruff check --fix msstorm examples tests bench
 
-bench: build
+bench: build node-deps
 	$(BIN)/python bench/run_engine.py --quick
 	$(BIN)/python bench/run_broadcast.py --quick
+	$(BIN)/python bench/run_storm.py --quick
 
 wheel: $(BIN)/python
 	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .

@@ -54,14 +54,15 @@ class Bus(ABC):
         """``handler(message, blob)`` receives every message for this worker."""
         self._handler = handler
 
-    def deliver(self, data: bytes) -> None:
-        """Hand a received frame to the application."""
+    def deliver(self, data: bytes, skip_from: str = "") -> None:
+        """Hand a received frame to the application (unless it came from ``skip_from``:
+        a pub/sub channel echoes what its subscribers publish)."""
         try:
             message, blob = decode(data)
         except ValueError:
             self.problems["malformed messages"] += 1
             return
-        if self._handler is not None:
+        if self._handler is not None and (not skip_from or message.get("from") != skip_from):
             self._handler(message, blob)
 
     def send(self, to: str, message: dict[str, Any], blob: bytes = b"") -> None:

@@ -30,17 +30,21 @@ class Membership:
         self.tag = tag
         self.peers: dict[str, Peer] = {tag: Peer(tag)}
 
-    def beat(self, tag: str, clients: int, pid: int, details: dict[str, Any]) -> bool:
-        """A heartbeat from ``tag``; True when it is a worker not known before."""
+    def beat(self, tag: str, clients: int, pid: int, details: dict[str, Any]) -> str:
+        """A heartbeat from ``tag``: "joined" for a worker not known before,
+        "restarted" when its process changed (its state was lost), else ""."""
         peer = self.peers.get(tag)
-        new = peer is None
+        news = ""
         if peer is None:
             peer = self.peers[tag] = Peer(tag)
+            news = "joined"
+        elif peer.pid != pid and peer.pid and tag != self.tag:
+            news = "restarted"
         peer.clients = clients
         peer.pid = pid
         peer.details = details
         peer.seen = time.monotonic()
-        return new
+        return news
 
     def update_self(self, clients: int, pid: int, details: dict[str, Any]) -> None:
         self.beat(self.tag, clients, pid, details)

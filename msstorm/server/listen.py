@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
@@ -44,6 +44,8 @@ class _NoParserErrors(logging.Filter):
 # picows would give every connection a child logger unless handed an adapter.
 _picows_logger = logging.getLogger("msstorm.picows")
 _picows_logger.addFilter(_NoParserErrors())
+# picows logs every connection at INFO: a million lines for a million clients.
+_picows_logger.setLevel(logging.WARNING)
 _PICOWS_LOG = logging.LoggerAdapter(_picows_logger, {})
 _JSON = {"Content-Type": "application/json"}
 HEALTH_PATH = "/healthz"
@@ -53,7 +55,12 @@ SERVED_TRANSPORTS = ("websocket",)
 class Router:
     """Sends each HTTP request on the port to the endpoint its path names."""
 
-    def __init__(self, endpoints: Iterable[Endpoint]) -> None:
+    def __init__(
+        self,
+        endpoints: Iterable[Endpoint],
+        extra_health: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.extra_health = extra_health
         self.endpoints: dict[str, Endpoint] = {}
         for endpoint in endpoints:
             if endpoint.path in self.endpoints:
@@ -80,12 +87,15 @@ class Router:
         return Connection(endpoint)
 
     def health(self) -> dict[str, Any]:
-        return {
+        health = {
             "status": "ok",
             "pid": os.getpid(),
             "connections": sum(e.stats.connections for e in self.endpoints.values()),
             "endpoints": {path: e.stats.as_dict() for path, e in self.endpoints.items()},
         }
+        if self.extra_health is not None:
+            health.update(self.extra_health())
+        return health
 
 
 def _response(status: int, body: dict[str, Any]) -> WSUpgradeResponseWithListener:
@@ -135,10 +145,13 @@ async def serve(
     reuse_port: bool = False,
     backlog: int = 4096,
     handshake_timeout: float = 10.0,
+    health: Callable[[], dict[str, Any]] | None = None,
 ) -> Listener:
     """Listen on ``host:port`` and serve the endpoints there until closed.
 
-    ``port=0`` picks a free port; ``listener.port`` tells which.
+    ``port=0`` picks a free port; ``listener.port`` tells which. ``reuse_port``
+    lets several processes listen on the same port (SO_REUSEPORT: the kernel
+    spreads the connections). ``health()`` adds its keys to ``/healthz``.
     """
     if not endpoints:
         raise ValueError("serve() needs at least one endpoint")
@@ -147,7 +160,7 @@ async def serve(
     heartbeat = Heartbeat(loop, resolution_for(*intervals))
     for endpoint in endpoints:
         endpoint.attach(heartbeat)
-    router = Router(endpoints)
+    router = Router(endpoints, health)
     server = await ws_create_server(
         router.route,
         host,

@@ -207,6 +207,11 @@ class Storm:
 
     async def overview(self, detail: bool) -> dict[str, Any]:
         operations = [await self._status_of(op_id, detail) for op_id in list(self.running)]
+        counts = self.counts
+        others = [t for t in self.membership.alive() if t != self.tag]
+        for reply in await _settle([self._ask(t, {"t": "counts?"}) for t in others]):
+            if not isinstance(reply, BaseException):
+                counts.update(reply[0]["counts"])  # the cluster's, not only this worker's
         return {
             "clients": self._cluster_clients(),
             "cluster": self.cluster(),
@@ -217,7 +222,7 @@ class Storm:
             },
             "operations": operations,
             "finished": list(self.finished),
-            "counts": dict(self.counts),
+            "counts": dict(counts),
         }
 
     # -- starting operations (at the origin) ----------------------------------
@@ -602,8 +607,11 @@ class Storm:
             if future is not None and not future.done():
                 future.set_result((message, blob))
         elif kind == "beat":
-            if self.membership.beat(sender, message["clients"], message["pid"], {}):
+            news = self.membership.beat(sender, message["clients"], message["pid"], {})
+            if news == "joined":
                 log.info("worker %s joined", sender)
+            elif news == "restarted":  # what it held of running operations died with it
+                self._worker_gone(sender)
         elif kind == "broadcast":
             self._answer(message, {"n": self._broadcast_here(message["op"], message["origin"])})
         elif kind == "collect":
@@ -612,6 +620,8 @@ class Storm:
             self._drop(message["op"])
         elif kind == "has":
             self._answer(message, {"yes": message["sid"] in self.clients.sockets})
+        elif kind == "counts?":
+            self._answer(message, {"counts": dict(self.counts)})
         elif kind == "status?":
             self._spawn(self._forward_status(message))
         else:

@@ -1,7 +1,10 @@
-"""``msstorm-server``: the MessageStorm server on one port.
+"""``msstorm-server``: the MessageStorm server on one port, one process or many.
 
 Clients join namespace ``/`` and answer pokes; a monitor joins ``/monitor``
 with the token and drives operations (``msstorm-monitor`` does it for you).
+With ``--workers N`` (by default: enough for ``--max-clients``, and one per
+core) a supervisor runs N workers on the same port, joined by a bus: the
+embedded one, or Redis for several machines (``--bus redis://host:port/db``).
 """
 
 from __future__ import annotations
@@ -12,12 +15,22 @@ import contextlib
 import logging
 import os
 import resource
+import secrets
 import signal
 import sys
+from typing import Any
 
 import uvloop
 
-from msstorm.server import Server, serve
+from msstorm.cluster.bus import Bus, LocalBus
+from msstorm.cluster.supervisor import (
+    CapacityError,
+    Supervisor,
+    die_with_parent,
+    per_worker,
+    plan_workers,
+)
+from msstorm.server import Server, ids, serve
 
 from .app import Storm
 
@@ -25,9 +38,11 @@ log = logging.getLogger("msstorm.server")
 
 EPILOG = """\
 examples:
-  msstorm-server                          listen on 127.0.0.1:3000, print a monitor token
-  MSSTORM_MONITOR_TOKEN=s3cret msstorm-server --host 0.0.0.0 --port 8080
-  curl http://127.0.0.1:3000/healthz      connection counts and refused input, as JSON
+  msstorm-server                          127.0.0.1:3000, one worker per core, a token printed
+  msstorm-server --max-clients 500000     as many workers as the open-file limit requires
+  MSSTORM_MONITOR_TOKEN=s3cret msstorm-server --host 0.0.0.0 --port 8080 --workers 8
+  msstorm-server --bus redis://10.0.0.5:6379/0 --host 0.0.0.0   one node of a multi-machine storm
+  curl http://127.0.0.1:3000/healthz      connections, refused input, the cluster, as JSON
 
 Clients connect to http://HOST:PORT with the WebSocket transport
 (socket.io-client: {transports: ["websocket"]}) and answer every "poke" with a
@@ -101,16 +116,69 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="operations that may run at once (default %(default)s)",
     )
+    cluster = p.add_argument_group("workers and machines")
+    cluster.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes on this port (default: enough for "
+        "--max-clients, and at least one per core)",
+    )
+    cluster.add_argument(
+        "--max-clients",
+        type=int,
+        default=None,
+        metavar="N",
+        help="clients this node must be able to hold; refused at start when the workers cannot",
+    )
+    cluster.add_argument(
+        "--bus",
+        default="embedded",
+        metavar="URL",
+        help="'embedded' (the workers of this machine, the default) or "
+        "redis://host:port/db to join other msstorm-server instances",
+    )
+    cluster.add_argument(
+        "--cluster",
+        default="msstorm",
+        metavar="NAME",
+        help="the storm's name on Redis (default %(default)s)",
+    )
+    cluster.add_argument(
+        "--node-id",
+        default=None,
+        metavar="XX",
+        help="2 characters naming this instance in sids (default: random)",
+    )
     p.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
         help="(default %(default)s)",
     )
+    # Set by the supervisor for its workers.
+    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--hub", default=None, help=argparse.SUPPRESS)
     return p
 
 
-async def run(args: argparse.Namespace) -> None:
+def make_bus(args: argparse.Namespace, tag: str) -> Bus:
+    if args.bus.startswith(("redis://", "rediss://", "unix://")):
+        from msstorm.cluster.redis_bus import RedisBus
+
+        return RedisBus(tag, args.bus, args.cluster)
+    if args.hub is not None:
+        from msstorm.cluster.hub import HubBus
+
+        return HubBus(tag, args.hub)
+    return LocalBus(tag)
+
+
+async def run_worker(args: argparse.Namespace, clustered: bool) -> None:
+    """One worker: the Socket.IO server, its Storm, and its link to the others."""
+    tag = ids.make_tag(args.node_id, args.worker_index or 0)
+    ids.set_tag(tag)
     server = Server(
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
@@ -123,39 +191,101 @@ async def run(args: argparse.Namespace) -> None:
         op_timeout=args.op_timeout,
         max_tree_leaves=args.max_tree_leaves,
         max_operations=args.max_operations,
+        bus=make_bus(args, tag),
     )
     await storm.start()
-    listener = await serve(server, host=args.host, port=args.port)
+    listener = await serve(
+        server,
+        host=args.host,
+        port=args.port,
+        reuse_port=clustered,
+        health=lambda: {"cluster": storm.cluster()},
+        backlog=4096,
+    )
     if args.monitor_token is None:
         log.info("monitor token: %s", storm.token)
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     log.info(
-        "listening on http://%s:%d (up to %d connections: the open-file limit)",
+        "worker %s (pid %d) listening on http://%s:%d, %s bus, up to %d clients",
+        tag,
+        os.getpid(),
         args.host,
         listener.port,
-        soft - 32,
+        storm.bus.kind,
+        per_worker(soft),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("shutting down: closing %d connections", server.stats.connections)
+    log.info("worker %s shutting down: closing %d connections", tag, server.stats.connections)
     listener.close()
     await listener.wait_closed()
     await storm.close()
+
+
+def worker_command(args: argparse.Namespace) -> list[str]:
+    """The command line of this node's workers (the supervisor adds their index)."""
+    command = [sys.executable, "-m", "msstorm.storm.cli"]
+    options: dict[str, Any] = {
+        "--host": args.host,
+        "--port": args.port,
+        "--ping-interval": args.ping_interval,
+        "--ping-timeout": args.ping_timeout,
+        "--max-payload": args.max_payload,
+        "--connect-timeout": args.connect_timeout,
+        "--monitor-token": args.monitor_token,
+        "--op-timeout": args.op_timeout,
+        "--max-tree-leaves": args.max_tree_leaves,
+        "--max-operations": args.max_operations,
+        "--bus": args.bus,
+        "--cluster": args.cluster,
+        "--node-id": args.node_id,
+        "--log-level": args.log_level,
+    }
+    for option, value in options.items():
+        command += [option, str(value)]
+    return command
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
+        if args.node_id is None:
+            args.node_id = ids.node_id()
+        ids.make_tag(args.node_id, 0)  # refuses a bad --node-id now
+        if args.worker_index is not None:  # started by a supervisor
+            die_with_parent()
+            with contextlib.suppress(KeyboardInterrupt):
+                uvloop.run(run_worker(args, clustered=True))
+            return 0
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        workers = plan_workers(args.max_clients, args.workers, soft, os.cpu_count() or 1)
+        if workers == 1:
+            with contextlib.suppress(KeyboardInterrupt):
+                uvloop.run(run_worker(args, clustered=args.bus != "embedded"))
+            return 0
+        if args.monitor_token is None:  # one token for every worker
+            args.monitor_token = secrets.token_urlsafe(18)
+            log.info("monitor token: %s", args.monitor_token)
+        log.info(
+            "node %s: %d workers on http://%s:%d, %s bus (up to %d clients)",
+            args.node_id,
+            workers,
+            args.host,
+            args.port,
+            "Redis" if args.bus != "embedded" else "embedded",
+            workers * per_worker(soft),
+        )
+        supervisor = Supervisor(workers, worker_command(args), embedded_bus=args.bus == "embedded")
         with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(run(args))
-    except (OSError, ValueError) as exc:
+            return uvloop.run(supervisor.run())
+        return 0
+    except (CapacityError, OSError, ValueError) as exc:
         print(f"msstorm-server: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         deadline = time.monotonic() + args.connect_timeout
         while True:
             status = health(port) or {}
-            connected = status.get("connections", 0)
+            cluster = status.get("cluster")  # every worker's clients, not only this one's
+            connected = cluster.get("clients", 0) if isinstance(cluster, dict) else 0
             if isinstance(connected, int) and connected >= args.conns:
                 break
             if swarm.poll() is not None or time.monotonic() > deadline:

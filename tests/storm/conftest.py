@@ -21,8 +21,7 @@ async def storm_server() -> AsyncIterator[StormServer]:
     try:
         yield served
     finally:
-        for client in served.pokees:
-            client.transport.disconnect()
+        served.close()
         listener.close()
         await listener.wait_closed()
         await storm.close()

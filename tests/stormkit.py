@@ -70,12 +70,16 @@ def pokeback_for(poke: dict[str, Any]) -> bytes:
     return b"42" + orjson.dumps(["pokeBack", answer])
 
 
-class StormServer:
-    def __init__(self, storm: Storm, listener: msstorm.Listener) -> None:
-        self.storm = storm
-        self.listener = listener
-        self.url = f"http://127.0.0.1:{listener.port}"
+class Clients:
+    """Pokees and monitors of the MessageStorm server at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
         self.pokees: list[Pokee] = []
+
+    def close(self) -> None:
+        for client in self.pokees:
+            client.transport.disconnect()
 
     async def pokee(self) -> Pokee:
         url = self.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
@@ -97,6 +101,15 @@ class StormServer:
             self.url, transports=["websocket"], namespaces=["/monitor"], auth={"token": token}
         )
         return monitor
+
+
+class StormServer(Clients):
+    """A MessageStorm server in the test's own loop."""
+
+    def __init__(self, storm: Storm, listener: msstorm.Listener) -> None:
+        super().__init__(f"http://127.0.0.1:{listener.port}")
+        self.storm = storm
+        self.listener = listener
 
 
 class Monitor:
