@@ -5,6 +5,8 @@ gone. Random picks of clients across the cluster are weighted by those counts.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import random
 import time
 from dataclasses import dataclass, field
@@ -29,6 +31,8 @@ class Membership:
     def __init__(self, tag: str) -> None:
         self.tag = tag
         self.peers: dict[str, Peer] = {tag: Peer(tag)}
+        self._tags: list[str] = []
+        self._cumulative: list[int] | None = None  # client counts, summed, for weighted picks
 
     def beat(self, tag: str, clients: int, pid: int, details: dict[str, Any]) -> str:
         """A heartbeat from ``tag``: "joined" for a worker not known before,
@@ -40,6 +44,8 @@ class Membership:
             news = "joined"
         elif peer.pid != pid and peer.pid and tag != self.tag:
             news = "restarted"
+        if peer.clients != clients:
+            self._cumulative = None
         peer.clients = clients
         peer.pid = pid
         peer.details = details
@@ -55,6 +61,8 @@ class Membership:
         gone = [t for t, p in self.peers.items() if t != self.tag and now - p.seen > GONE_AFTER]
         for tag in gone:
             del self.peers[tag]
+        if gone:
+            self._cumulative = None
         return gone
 
     def alive(self) -> list[str]:
@@ -64,22 +72,21 @@ class Membership:
         return sum(p.clients for p in self.peers.values())
 
     def pick(self, k: int) -> list[str]:
-        """The workers of ``k`` distinct clients drawn uniformly from the cluster's
-        (with repeats only when the cluster has fewer than ``k`` clients)."""
-        counts = {t: p.clients for t, p in self.peers.items() if p.clients > 0}
-        total = sum(counts.values())
-        picks: list[str] = []
-        for _ in range(k):
-            if total <= 0:  # fewer clients than picks: draw again from all of them
-                counts = {t: p.clients for t, p in self.peers.items() if p.clients > 0}
-                total = sum(counts.values())
-                if total <= 0:
-                    return picks
-            tag = random.choices(list(counts), list(counts.values()))[0]
-            picks.append(tag)
-            counts[tag] -= 1  # that client is taken
-            total -= 1
-        return picks
+        """The workers of ``k`` clients drawn uniformly from the cluster's clients (a
+        worker drawn twice picks two distinct clients of its own when it has them)."""
+        if self._cumulative is None:
+            self._weigh()
+        assert self._cumulative is not None
+        total = self._cumulative[-1] if self._cumulative else 0
+        if total <= 0:
+            return []
+        tags = self._tags
+        cumulative = self._cumulative
+        return [tags[bisect.bisect_right(cumulative, random.random() * total)] for _ in range(k)]
+
+    def _weigh(self) -> None:
+        self._tags = [t for t, p in self.peers.items() if p.clients > 0]
+        self._cumulative = list(itertools.accumulate(self.peers[t].clients for t in self._tags))
 
     def view(self) -> dict[str, Any]:
         return {

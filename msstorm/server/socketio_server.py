@@ -80,9 +80,14 @@ class Namespace:
     def pick(self, k: int) -> list[str]:
         """``k`` sids drawn uniformly at random, distinct when there are enough."""
         members = self.members
-        if not members:
+        n = len(members)
+        if n == 0:
             return []
-        if len(members) >= k:
+        if k == 2 and n >= 2:  # the tree's case, without random.sample's set-up
+            first = random.randrange(n)
+            second = random.randrange(n - 1)
+            return [members[first], members[second + 1 if second >= first else second]]
+        if n >= k:
             return random.sample(members, k)
         return [random.choice(members) for _ in range(k)]
 

@@ -310,6 +310,8 @@ class Storm:
         return self.membership.total()
 
     def _pick_workers(self, k: int) -> list[str]:
+        if len(self.membership.peers) == 1:  # a cluster of one: nothing to draw
+            return [self.tag] * k if self.clients.members else []
         self._count_self()
         return self.membership.pick(k)
 
@@ -432,11 +434,14 @@ class Storm:
             self._counts["answers with a wrong treeLeaves"] += 1  # the server's count rules
         if leaves < 2:
             return
+        parent = shard.targets[index]
+        if len(self.membership.peers) == 1:  # a cluster of one: poke now, no request
+            self._tree_pokes(shard, depth + 1, parent, 2)
+            return
         workers = self._pick_workers(2)
         if not workers:  # every client has gone: the two subtrees are lost now
             shard.unreachable += 2 * shard.subtree(depth + 1)
             return
-        parent = shard.targets[index]
         for worker in workers:
             self._request(
                 worker, [shard.op_id, shard.origin, "tree", shard.leaves, depth + 1, parent, None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import Node, Redis, free_port
+from nodes import Node, Redis, free_port
 from stormkit import Clients
 
 

@@ -8,7 +8,7 @@ import signal
 import sys
 from collections import Counter
 
-from conftest import Node, free_port
+from nodes import Node, free_port
 from stormkit import Clients
 
 

@@ -1,0 +1,123 @@
+"""Helpers of the cluster tests: msstorm-server nodes as subprocesses, a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+from stormkit import TOKEN
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def health(port: int) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
+    except (OSError, ValueError):
+        return None
+
+
+class Node:
+    """One msstorm-server instance (a supervisor and its workers, or one process)."""
+
+    def __init__(self, port: int, *options: str) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "msstorm.storm.cli",
+                "--port",
+                str(port),
+                "--monitor-token",
+                TOKEN,
+                *options,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-4000:]
+
+    async def until(self, check: Any, timeout: float = 20.0, what: str = "") -> dict[str, Any]:
+        """Poll /healthz until ``check(health)`` holds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = await asyncio.to_thread(health, self.port)
+            if state is not None and check(state):
+                return state
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(
+                    f"{what or 'the node'} not reached; last health {state}\n{self.output()}",
+                    pytrace=False,
+                )
+            await asyncio.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+class Redis:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if time.monotonic() > deadline:
+                pytest.fail("redis-server did not start", pytrace=False)
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
