@@ -91,8 +91,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through main's finally: children stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     logs = Path(args.logs)
     logs.mkdir(parents=True, exist_ok=True)
     port = free_port()
