@@ -35,6 +35,7 @@ __all__ = [
     "Session",
     "SwarmClient",
     "TimerWheel",
+    "Traffic",
     "codec",
     "compiled",
     "send_pokes",
@@ -87,6 +88,7 @@ class Session(SocketSession):
 
 TimerWheel = _timers.TimerWheel
 Connection = _connection.Connection
+Traffic = _connection.Traffic
 Histogram = _histogram.Histogram
 PokeTable = _rtt.PokeTable
 PokeFrame = _pokes.PokeFrame

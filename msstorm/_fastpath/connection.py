@@ -36,11 +36,22 @@ _CLOSE = WSMsgType.CLOSE
 _PING_FRAME = b"2"
 
 
+class Traffic:
+    """Frames and payload bytes through the connections of one endpoint (for /metrics)."""
+
+    def __init__(self) -> None:
+        self.frames_in = 0
+        self.bytes_in = 0
+        self.frames_out = 0
+        self.bytes_out = 0
+
+
 class Connection(picows.picows.WSListener):
     """The listener of one accepted WebSocket, serving ``app``."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self.traffic = app.traffic
         self.transport: Any = None
         self.session: Any = None
         self.closed = False
@@ -59,6 +70,9 @@ class Connection(picows.picows.WSListener):
     def on_ws_frame(self, transport: Any, frame: Any) -> None:
         if self.closed:
             return
+        traffic = self.traffic
+        traffic.frames_in += 1
+        traffic.bytes_in += frame.payload_size
         msg_type = frame.msg_type
         if msg_type == _CLOSE:
             self.close(WSCloseCode.OK, "transport close")
@@ -145,12 +159,16 @@ class Connection(picows.picows.WSListener):
         if self.held is not None:
             self.held.append(frame)
         elif not self.closed:
+            self.traffic.frames_out += 1
+            self.traffic.bytes_out += len(frame)
             _send(self.transport, _TEXT, frame)
 
     def send_binary(self, frame: bytes) -> None:
         if self.held is not None:
             self.held.append(bytearray(frame))  # bytearray marks it binary until release
         elif not self.closed:
+            self.traffic.frames_out += 1
+            self.traffic.bytes_out += len(frame)
             _send(self.transport, _BINARY, frame)
 
     def send_frames(self, frames: Any) -> None:
@@ -206,7 +224,7 @@ class Connection(picows.picows.WSListener):
             return
         action = session.on_timer(now)
         if action == TIMER_PING:
-            self.transport.send(_TEXT, _PING_FRAME)
+            self.send_text(_PING_FRAME)  # not the transport's: polling sessions queue it
         elif action == TIMER_PING_TIMEOUT:
             self.close(WSCloseCode.OK, "ping timeout")
             return

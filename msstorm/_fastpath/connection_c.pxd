@@ -2,8 +2,15 @@
 cimport picows.picows
 from picows.picows cimport WSTransport, WSFrame
 
+cdef class Traffic:
+    cdef public unsigned long long frames_in
+    cdef public unsigned long long bytes_in
+    cdef public unsigned long long frames_out
+    cdef public unsigned long long bytes_out
+
 cdef class Connection(picows.picows.WSListener):
     cdef public object app
+    cdef public Traffic traffic
     cdef public WSTransport transport
     cdef public object session
     cdef public bint closed

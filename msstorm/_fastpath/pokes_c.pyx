@@ -104,10 +104,13 @@ cpdef Py_ssize_t send_pokes(PokeFrame frame, list conns, Py_ssize_t start, Py_ss
             continue
         frame._patch(index, _seconds(CLOCK_REALTIME) * 1000.0)
         table.mark_sent(index, _seconds(CLOCK_MONOTONIC))
-        if conn.held is not None:  # a CONNECT still being decided: queue a copy
+        if conn.held is not None or conn.transport is None:
+            # A CONNECT still being decided, or a long-polling client: it queues a copy.
             conn.send_text(frame.render(index, _seconds(CLOCK_REALTIME) * 1000.0))
         else:
             payload = PyByteArray_AS_STRING(frame._buffer) + HEADROOM
             conn.transport.send_reuse_external_buffer(WSMsgType.TEXT, payload, frame._size)
+            conn.traffic.frames_out += 1
+            conn.traffic.bytes_out += frame._size
         sent += 1
     return sent

@@ -5,7 +5,8 @@
     │   ├── PacketError          a packet that does not parse (bad type, JSON, ack id, namespace)
     │   ├── PayloadTooLarge      a message or its attachments over ``maxPayload``
     │   └── UnexpectedPacket     a well-formed packet the session state does not allow
-    ├── HandshakeError           an HTTP request the Engine.IO handshake refuses (status + code)
+    ├── HttpError                an HTTP request that cannot be read or served (status)
+    │   └── HandshakeError       an HTTP request the Engine.IO handshake refuses (status + code)
     └── ConnectionRefused        raised by a connect handler: answered with CONNECT_ERROR
 
 A ``ProtocolError`` carries ``reason``, the short Socket.IO disconnect reason the
@@ -20,6 +21,7 @@ from typing import Any
 __all__ = [
     "ConnectionRefused",
     "HandshakeError",
+    "HttpError",
     "MsstormError",
     "PacketError",
     "PayloadTooLarge",
@@ -61,7 +63,17 @@ class UnexpectedPacket(ProtocolError):
     close_code = CLOSE_POLICY_VIOLATION
 
 
-class HandshakeError(MsstormError):
+class HttpError(MsstormError):
+    """An HTTP request that cannot be read or served: answered with ``status`` and the
+    message as the body, then the connection is closed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status} {message}")
+        self.status = status
+        self.message = message
+
+
+class HandshakeError(HttpError):
     """An HTTP request that the Engine.IO handshake refuses.
 
     ``code`` and ``message`` are Engine.IO's error codes, sent as the JSON body
@@ -85,10 +97,8 @@ class HandshakeError(MsstormError):
     }
 
     def __init__(self, code: int, status: int = 400) -> None:
+        super().__init__(status, self.MESSAGES[code])
         self.code = code
-        self.status = status
-        self.message = self.MESSAGES[code]
-        super().__init__(f"{status} {self.message}")
 
 
 class ConnectionRefused(MsstormError):

@@ -12,6 +12,7 @@ import logging
 from abc import ABC, abstractmethod
 from typing import Any
 
+from msstorm._fastpath import Traffic
 from msstorm.protocol.engineio import Config, open_packet
 from msstorm.protocol.errors import ProtocolError
 from msstorm.protocol.session import EngineSession
@@ -29,7 +30,6 @@ class Endpoint(ABC):
     """Base of the applications a listener serves."""
 
     session_class: type[EngineSession] = EngineSession
-    upgrades: tuple[str, ...] = ()
     # A fast path that sees text frames before they are decoded: an object whose
     # ``feed(conn, frame)`` returns True when it took the frame (see Server.tap).
     tap: Any = None
@@ -48,8 +48,10 @@ class Endpoint(ABC):
         self.path = path.rstrip("/") + "/"
         self.config = Config(ping_interval, ping_timeout, max_payload, connect_timeout)
         self.stats = Stats()
+        self.traffic = Traffic()
         self.heartbeat: Heartbeat | None = None
         self.live: set[Any] = set()  # every open Connection, for shutdown
+        self.polling: dict[str, Any] = {}  # Engine.IO sid -> its long-polling session
 
     def attach(self, heartbeat: Heartbeat) -> None:
         """Called by the listener before the first connection arrives."""
@@ -62,17 +64,19 @@ class Endpoint(ABC):
 
     # -- called by Connection -------------------------------------------------
 
-    def open(self, conn: Any) -> None:
+    def open(self, conn: Any, upgrades: tuple[str, ...] = ()) -> str:
+        """Start a session on ``conn``, ``upgrades`` the transports it may move to; its sid."""
         heartbeat = self.heartbeat
         assert heartbeat is not None, "endpoint used before serve() attached it"
         sid = new_sid()
         conn.session = self.session_class(sid, self.config, heartbeat.loop.time())
-        conn.send_text(open_packet(sid, self.config, self.upgrades))
+        conn.send_text(open_packet(sid, self.config, upgrades))
         heartbeat.watch(conn)
         self.live.add(conn)
         self.stats.connections += 1
         self.stats.handshakes += 1
         self.opened(conn)
+        return sid
 
     @abstractmethod
     def handle(self, conn: Any, event: Any) -> None:

@@ -38,7 +38,11 @@ class Heartbeat:
 
     def watch(self, connection: Any) -> None:
         """Start serving ``connection``'s session deadlines."""
-        self.wheel.schedule(connection, connection.session.deadline)
+        self.schedule(connection, connection.session.deadline)
+
+    def schedule(self, item: Any, deadline: float) -> None:
+        """Call ``item.on_timer(wheel, now)`` once ``deadline`` has passed."""
+        self.wheel.schedule(item, deadline)
         if self._handle is None:
             self._handle = self.loop.call_at(self.loop.time() + self.resolution, self._tick)
 

@@ -1,34 +1,42 @@
-"""The listening socket: one port, several endpoints, picows underneath.
+"""The listening socket: one port, several endpoints, HTTP and WebSocket.
 
-Every request on the port comes through ``route``: ``GET /healthz`` is answered
-in place; a path that names an endpoint goes through the Engine.IO handshake
-checks and, when it asks for the WebSocket transport, becomes a ``Connection``;
-everything else gets Engine.IO's HTTP error JSON or a 404.
+Every connection on the port starts in the HTTP front (``front.py``). A request
+for Engine.IO's WebSocket transport goes to picows, which asks ``Router.route``
+for its listener: a new ``Connection``, or the long-polling session that is
+upgrading. Every other request comes to ``Router.serve``: ``/healthz``,
+``/metrics``, long-polling on an endpoint's path, CORS preflights; anything
+else gets Engine.IO's HTTP error JSON or a 404.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from http import HTTPStatus
 from typing import Any
 
 import orjson
 from picows import (
+    WSAutoPingStrategy,
     WSUpgradeRequest,
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
-    ws_create_server,
 )
+from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in its stub
 
 from msstorm._fastpath import Connection
 from msstorm.protocol.engineio import parse_handshake
 from msstorm.protocol.errors import HandshakeError
+from msstorm.protocol.http import Request
 
+from . import metrics
 from .endpoint import Endpoint
+from .front import Front, HttpConnection
 from .heartbeat import Heartbeat, resolution_for
+from .polling import PollingConnection
 
 log = logging.getLogger("msstorm.server")
 
@@ -48,43 +56,145 @@ _picows_logger.addFilter(_NoParserErrors())
 _picows_logger.setLevel(logging.WARNING)
 _PICOWS_LOG = logging.LoggerAdapter(_picows_logger, {})
 _JSON = {"Content-Type": "application/json"}
+JSON = "application/json"
 HEALTH_PATH = "/healthz"
-SERVED_TRANSPORTS = ("websocket",)
+METRICS_PATH = "/metrics"
+TRANSPORTS = ("polling", "websocket")
+
+
+class Cors:
+    """Cross-origin rules for browsers: ``origins`` is ``"*"`` or the allowed ones."""
+
+    def __init__(self, origins: str | Sequence[str] | None) -> None:
+        if isinstance(origins, str):
+            origins = [o.strip() for o in origins.split(",") if o.strip()]
+        self.origins = frozenset(origins or ())
+        self.anyone = "*" in self.origins
+
+    def headers(self, request: Request) -> list[tuple[str, str]]:
+        """What an answer to ``request`` carries for the browser."""
+        origin = request.headers.get("origin")
+        if origin is None or not self.origins:
+            return []
+        if self.anyone:
+            return [("Access-Control-Allow-Origin", "*")]
+        if origin not in self.origins:
+            return []
+        return [
+            ("Access-Control-Allow-Origin", origin),
+            ("Access-Control-Allow-Credentials", "true"),
+            ("Vary", "Origin"),
+        ]
+
+    def preflight(self, request: Request) -> list[tuple[str, str]] | None:
+        """The answer's headers to an allowed OPTIONS preflight, else None."""
+        headers = self.headers(request)
+        if not headers:
+            return None
+        asked = request.headers.get("access-control-request-headers")
+        headers += [
+            ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+            ("Access-Control-Max-Age", "86400"),
+        ]
+        if asked:
+            headers.append(("Access-Control-Allow-Headers", asked))
+        return headers
 
 
 class Router:
-    """Sends each HTTP request on the port to the endpoint its path names."""
+    """Sends each request on the port to what its path names."""
 
     def __init__(
         self,
         endpoints: Iterable[Endpoint],
         extra_health: Callable[[], dict[str, Any]] | None = None,
+        extra_metrics: Callable[[list[metrics.Family]], Awaitable[list[metrics.Family]]]
+        | None = None,
+        cors: str | Sequence[str] | None = None,
     ) -> None:
         self.extra_health = extra_health
+        self.extra_metrics = extra_metrics
+        self.cors = Cors(cors)
         self.endpoints: dict[str, Endpoint] = {}
         for endpoint in endpoints:
             if endpoint.path in self.endpoints:
                 raise ValueError(f"two endpoints at {endpoint.path}")
             self.endpoints[endpoint.path] = endpoint
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def endpoint(self, path: str) -> Endpoint | None:
+        return self.endpoints.get(path if path.endswith("/") else path + "/")
+
+    # -- WebSocket upgrades (picows asks) ------------------------------------------
 
     def route(self, request: WSUpgradeRequest) -> Any:
         path, _, query = request.path.decode("latin-1").partition("?")
-        if path == HEALTH_PATH:
-            return _response(HTTPStatus.OK, self.health())
-        endpoint = self.endpoints.get(path if path.endswith("/") else path + "/")
+        endpoint = self.endpoint(path)
         if endpoint is None:
             return None  # picows answers 404
         try:
-            handshake = parse_handshake(request.method, query, SERVED_TRANSPORTS)
+            handshake = parse_handshake(request.method, query, ("websocket",))
+            session = None
             if handshake.sid is not None:
-                # Upgrades from a polling session need the polling transport.
-                raise HandshakeError(HandshakeError.UNKNOWN_SID)
+                session = endpoint.polling.get(handshake.sid)
+                if session is None:
+                    raise HandshakeError(HandshakeError.UNKNOWN_SID)
+                if session.upgraded or session.probe is not None or session.closed:
+                    raise HandshakeError(HandshakeError.BAD_REQUEST)  # one upgrade per session
             if request.headers.get("upgrade", "").lower() != "websocket":
                 raise HandshakeError(HandshakeError.BAD_REQUEST)
+            # A new session, or the upgrade: the polling session listens to its WebSocket.
+            return session if session is not None else Connection(endpoint)
         except HandshakeError as exc:
             endpoint.stats.refused["HandshakeError"] += 1
             return _response(exc.status, {"code": exc.code, "message": exc.message})
-        return Connection(endpoint)
+
+    # -- plain HTTP requests (the front asks) --------------------------------------
+
+    def serve(self, http: HttpConnection, request: Request) -> None:
+        path = request.path
+        if path == HEALTH_PATH:
+            http.respond(HTTPStatus.OK, orjson.dumps(self.health()), JSON)
+            return
+        if path == METRICS_PATH:
+            self._spawn(self._metrics(http))
+            return
+        endpoint = self.endpoint(path)
+        if endpoint is None:
+            http.respond(HTTPStatus.NOT_FOUND, b"Not Found")
+            return
+        headers = self.cors.headers(request)
+        if request.method == "OPTIONS":
+            preflight = self.cors.preflight(request)
+            if preflight is not None:
+                http.respond(HTTPStatus.NO_CONTENT, b"", headers=preflight)
+                return
+        try:
+            handshake = parse_handshake(request.method, request.query, TRANSPORTS)
+            if handshake.transport == "websocket":
+                raise HandshakeError(HandshakeError.BAD_REQUEST)  # not a GET upgrade
+            if handshake.sid is None:
+                PollingConnection(endpoint).start(http, headers)
+                return
+            session = endpoint.polling.get(handshake.sid)
+            if session is None:
+                raise HandshakeError(HandshakeError.UNKNOWN_SID)
+            session.request(http, request, headers)
+        except HandshakeError as exc:
+            endpoint.stats.refused["HandshakeError"] += 1
+            body = orjson.dumps({"code": exc.code, "message": exc.message})
+            http.respond(exc.status, body, JSON, headers)
+
+    async def _metrics(self, http: HttpConnection) -> None:
+        families = metrics.server_families(self.endpoints)
+        if self.extra_metrics is not None:
+            families = await self.extra_metrics(families)
+        http.respond(HTTPStatus.OK, metrics.render(families).encode(), metrics.CONTENT_TYPE)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def health(self) -> dict[str, Any]:
         health = {
@@ -146,12 +256,19 @@ async def serve(
     backlog: int = 4096,
     handshake_timeout: float = 10.0,
     health: Callable[[], dict[str, Any]] | None = None,
+    metrics: Callable[[list[Any]], Awaitable[list[Any]]] | None = None,
+    cors_origin: str | Sequence[str] | None = None,
 ) -> Listener:
     """Listen on ``host:port`` and serve the endpoints there until closed.
 
     ``port=0`` picks a free port; ``listener.port`` tells which. ``reuse_port``
     lets several processes listen on the same port (SO_REUSEPORT: the kernel
-    spreads the connections). ``health()`` adds its keys to ``/healthz``.
+    spreads the connections). ``health()`` adds its keys to ``/healthz``;
+    ``metrics(families)`` is given the endpoints' ``/metrics`` families and
+    returns what to serve (the application's added). ``cors_origin`` (``"*"`` or the
+    origins, comma-separated) lets browsers of other origins poll.
+    ``handshake_timeout`` bounds the time an HTTP request or a WebSocket
+    handshake may take to arrive.
     """
     if not endpoints:
         raise ValueError("serve() needs at least one endpoint")
@@ -160,18 +277,32 @@ async def serve(
     heartbeat = Heartbeat(loop, resolution_for(*intervals))
     for endpoint in endpoints:
         endpoint.attach(heartbeat)
-    router = Router(endpoints, health)
-    server = await ws_create_server(
+    router = Router(endpoints, health, metrics, cors_origin)
+    max_payload = max(endpoint.config.max_payload for endpoint in endpoints)
+    # The picows protocol a WebSocket upgrade is handed to, as ws_create_server
+    # would build it, with the settings that keep a connection small.
+    websocket = functools.partial(
+        WSProtocol,
+        None,  # host and port: a server's protocol has none
+        None,  # path
+        False,  # client side
         router.route,
-        host,
-        port,
-        websocket_handshake_timeout=handshake_timeout,
-        logger_name=_PICOWS_LOG,
-        enable_auto_ping=False,  # Engine.IO has its own heartbeat
-        max_frame_size=max(endpoint.config.max_payload for endpoint in endpoints),
-        read_buffer_init_size=2048,  # picows's floor; frames are small here
-        use_aiofastnet=False,  # aiofastnet costs ~20 KB per connection
-        reuse_port=reuse_port,
-        backlog=backlog,
+        _PICOWS_LOG,
+        True,  # disconnect on exception
+        handshake_timeout,
+        False,  # auto-ping: Engine.IO has its own heartbeat
+        20.0,
+        20.0,
+        WSAutoPingStrategy.PING_WHEN_IDLE,
+        True,  # auto-pong
+        max_payload,  # max frame size
+        None,  # extra headers
+        2048,  # read buffer: picows's floor; frames are small here
+    )
+    front = Front(
+        router.serve, websocket, heartbeat, timeout=handshake_timeout, max_body=max_payload
+    )
+    server = await loop.create_server(
+        front.connection, host, port, reuse_port=reuse_port, backlog=backlog
     )
     return Listener(server, router, heartbeat)

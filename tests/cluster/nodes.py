@@ -119,5 +119,3 @@ class Redis:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
-
-

@@ -32,7 +32,9 @@ class Harness:
         )
         self.running = {"op1": self.op}
         self.tap = tap_module.PokeBackTap(self.running, lambda *a: self.after.append(a))
-        self.conn = connection_module.Connection(None)
+        self.conn = connection_module.Connection(
+            SimpleNamespace(traffic=connection_module.Traffic())
+        )
         self.conn.session = SimpleNamespace(namespaces={"/": "sid-1"})
 
     def feed(self, frame: bytes) -> bool:

@@ -33,6 +33,16 @@ DEFAULTS = {
     "max_payload": 1000000,
 }
 START_TIMEOUT = 15.0
+# The tests run against Node's reference server instead (to validate them).
+REFERENCE = os.environ.get("MSSTORM_INTEROP_SERVER") == "node"
+
+# Every interop test runs over each way a client may connect: WebSocket alone,
+# HTTP long-polling alone, and the clients' default (polling, then the upgrade).
+TRANSPORTS = {
+    "websocket": ["websocket"],
+    "polling": ["polling"],
+    "upgrade": ["polling", "websocket"],
+}
 
 
 @dataclass
@@ -60,7 +70,7 @@ def _command(port: int, options: dict) -> list[str]:
     if unknown:
         raise TypeError(f"unknown echo_server options: {sorted(unknown)}")
     opts = {**DEFAULTS, **options}
-    if os.environ.get("MSSTORM_INTEROP_SERVER") == "node":
+    if REFERENCE:
         cmd = ["node", str(NODE_DIR / "reference_echo.mjs")]
     else:
         cmd = [sys.executable, str(ROOT / "examples" / "echo.py")]
@@ -70,7 +80,7 @@ def _command(port: int, options: dict) -> list[str]:
     return cmd
 
 
-def _stop(server: EchoServer) -> None:
+def stop_server(server: EchoServer) -> None:
     proc = server.process
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -81,6 +91,12 @@ def _stop(server: EchoServer) -> None:
             proc.wait()
 
 
+@pytest.fixture(params=list(TRANSPORTS))
+def transports(request: pytest.FixtureRequest) -> str:
+    """The name of the transports a test's clients use (a key of ``TRANSPORTS``)."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def node_modules() -> Path:
     """Make sure the Node dependencies (package-lock.json) are installed."""
@@ -89,17 +105,21 @@ def node_modules() -> Path:
 
 @pytest.fixture
 def echo_server():
-    """Factory: ``echo_server(ping_interval=200, ...)`` -> running EchoServer."""
+    """Factory: ``echo_server(ping_interval=200, ...)`` -> running EchoServer.
+
+    ``echo_server(port=server.port)`` starts a new server where an old one (stopped
+    with ``stop_server``) listened: a server restart, as clients see it.
+    """
     with contextlib.ExitStack() as stack:  # stops the servers, then closes their logs
 
-        def start(**options) -> EchoServer:
-            port = _free_port()
+        def start(port: int | None = None, **options) -> EchoServer:
+            port = port or _free_port()
             cmd = _command(port, options)
             # a file, not a pipe: nobody reads it while the test runs, a full pipe would block
             log = stack.enter_context(tempfile.TemporaryFile())
             proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
             server = EchoServer(f"http://127.0.0.1:{port}", port, proc, log)
-            stack.callback(_stop, server)
+            stack.callback(stop_server, server)
             deadline = time.monotonic() + START_TIMEOUT
             while True:
                 if proc.poll() is not None:

@@ -15,6 +15,8 @@ import json
 import subprocess
 from pathlib import Path
 
+from conftest import TRANSPORTS
+
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "tests" / "interop" / "node" / "client.mjs"
 FAST_HEARTBEAT = {"ping_interval": 200, "ping_timeout": 200}
@@ -30,9 +32,12 @@ def uint8array(data: bytes) -> dict:
     return {"$uint8array": base64.b64encode(data).decode()}
 
 
-def run_client(scenario: str, server, params: dict | None = None) -> dict:
+def run_client(scenario: str, server, params: dict | None = None, transports: str = "") -> dict:
+    params = dict(params or {})
+    if transports:
+        params["transports"] = TRANSPORTS[transports]
     proc = subprocess.run(
-        ["node", str(CLIENT), scenario, server.url, json.dumps(params or {})],
+        ["node", str(CLIENT), scenario, server.url, json.dumps(params)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -86,17 +91,31 @@ BINARY_BACK = [*BINARY_MESSAGES, [buf(b"\x10\x20"), {"u8": buf(b"\x30")}]]
 # --- connection ---------------------------------------------------------------
 
 
-def test_connect_with_auth(echo_server):
+def test_connect_with_auth(echo_server, transports):
     server = echo_server(ping_interval=1500, ping_timeout=1200, max_payload=123456)
     auth_main = {"token": "abc", "n": 1, "nested": {"list": [1, "ü"]}}
     auth_custom = {"who": "custom"}
-    out = run_client("connect-auth", server, {"auth_main": auth_main, "auth_custom": auth_custom})
+    out = run_client(
+        "connect-auth",
+        server,
+        {"auth_main": auth_main, "auth_custom": auth_custom},
+        transports=transports,
+    )
 
-    # Engine.IO OPEN packet, as the client parsed it: websocket-only, no upgrades.
+    # Engine.IO OPEN packet, as the client parsed it: an upgrade is offered to polling.
     hs = out["handshake"]
     engine_sid = hs.pop("sid")
     assert_sid(engine_sid)
-    assert hs == {"upgrades": [], "pingInterval": 1500, "pingTimeout": 1200, "maxPayload": 123456}
+    upgrades = [] if transports == "websocket" else ["websocket"]
+    assert hs == {
+        "upgrades": upgrades,
+        "pingInterval": 1500,
+        "pingTimeout": 1200,
+        "maxPayload": 123456,
+    }
+    # Each Engine.IO connection ends on the last of its transports.
+    final = TRANSPORTS[transports][-1]
+    assert out["main"]["transport"] == out["bare"]["transport"] == final
 
     # Exactly one `auth` event per socket, carrying the CONNECT payload ({} when none).
     assert out["main"]["auth"] == [[auth_main]]
@@ -112,8 +131,8 @@ def test_connect_with_auth(echo_server):
     assert out["bare"]["engine_id"] != engine_sid
 
 
-def test_unknown_namespace_is_refused(echo_server):
-    out = run_client("bad-namespace", echo_server(), {"namespace": "/nope"})
+def test_unknown_namespace_is_refused(echo_server, transports):
+    out = run_client("bad-namespace", echo_server(), {"namespace": "/nope"}, transports=transports)
     assert out == {
         "error": {"message": "Invalid namespace", "data": None},
         "bad_connected": False,
@@ -127,48 +146,52 @@ def test_unknown_namespace_is_refused(echo_server):
 # --- events and acks ----------------------------------------------------------
 
 
-def test_events_round_trip(echo_server):
-    out = run_client("events", echo_server(), {"messages": MESSAGES})
+def test_events_round_trip(echo_server, transports):
+    out = run_client("events", echo_server(), {"messages": MESSAGES}, transports=transports)
     assert out == {"received": MESSAGES}
 
 
-def test_ack_client_to_server(echo_server):
-    out = run_client("ack", echo_server(), {"messages": MESSAGES})
+def test_ack_client_to_server(echo_server, transports):
+    out = run_client("ack", echo_server(), {"messages": MESSAGES}, transports=transports)
     assert out == {"acks": MESSAGES}
 
 
-def test_ack_server_to_client(echo_server):
+def test_ack_server_to_client(echo_server, transports):
     args = ["what is", {"n": 42}, "日本"]
     reply = ["answer", [1, 2, 3], {"ok": True}]
-    out = run_client("server-ack", echo_server(), {"args": args, "reply": reply})
+    out = run_client(
+        "server-ack", echo_server(), {"args": args, "reply": reply}, transports=transports
+    )
     assert out == {"question": [{"args": args, "ack_is_function": True}], "answer": [reply]}
 
 
 # --- binary -------------------------------------------------------------------
 
 
-def test_binary_events_round_trip(echo_server):
-    out = run_client("events", echo_server(), {"messages": BINARY_SENT})
+def test_binary_events_round_trip(echo_server, transports):
+    out = run_client("events", echo_server(), {"messages": BINARY_SENT}, transports=transports)
     assert out == {"received": BINARY_BACK}
 
 
-def test_binary_ack_client_to_server(echo_server):
-    out = run_client("ack", echo_server(), {"messages": BINARY_SENT})
+def test_binary_ack_client_to_server(echo_server, transports):
+    out = run_client("ack", echo_server(), {"messages": BINARY_SENT}, transports=transports)
     assert out == {"acks": BINARY_BACK}
 
 
-def test_binary_ack_server_to_client(echo_server):
+def test_binary_ack_server_to_client(echo_server, transports):
     args = ["bin", buf(b"\x00question\xff"), {"two": [buf(b"1"), buf(b"2")]}]
     reply = [buf(PATTERN), {"more": buf(b"\x00")}, "done"]
-    out = run_client("server-ack", echo_server(), {"args": args, "reply": reply})
+    out = run_client(
+        "server-ack", echo_server(), {"args": args, "reply": reply}, transports=transports
+    )
     assert out == {"question": [{"args": args, "ack_is_function": True}], "answer": [reply]}
 
 
 # --- disconnection ------------------------------------------------------------
 
 
-def test_server_side_disconnect(echo_server):
-    out = run_client("server-disconnect", echo_server())
+def test_server_side_disconnect(echo_server, transports):
+    out = run_client("server-disconnect", echo_server(), transports=transports)
     assert_sid(out["a_id"])
     assert out == {
         "a_id": out["a_id"],
@@ -178,8 +201,8 @@ def test_server_side_disconnect(echo_server):
     }
 
 
-def test_client_side_disconnect(echo_server):
-    out = run_client("client-disconnect", echo_server())
+def test_client_side_disconnect(echo_server, transports):
+    out = run_client("client-disconnect", echo_server(), transports=transports)
     assert_sid(out["a_id"])
     assert out == {
         "a_id": out["a_id"],
@@ -192,13 +215,15 @@ def test_client_side_disconnect(echo_server):
 # --- heartbeat ----------------------------------------------------------------
 
 
-def test_heartbeat_keeps_idle_client_alive(echo_server):
-    out = run_client("heartbeat", echo_server(**FAST_HEARTBEAT), {"pings": 6})
+def test_heartbeat_keeps_idle_client_alive(echo_server, transports):
+    out = run_client(
+        "heartbeat", echo_server(**FAST_HEARTBEAT), {"pings": 6}, transports=transports
+    )
     assert out == {"disconnects": [], "pings": 6, "echo": ["awake"]}
 
 
-def test_client_not_answering_pings_is_closed(echo_server):
-    out = run_client("ping-timeout", echo_server(**FAST_HEARTBEAT))
+def test_client_not_answering_pings_is_closed(echo_server, transports):
+    out = run_client("ping-timeout", echo_server(**FAST_HEARTBEAT), transports=transports)
     assert_sid(out["a_id"])
     assert out == {
         "a_id": out["a_id"],

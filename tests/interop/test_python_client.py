@@ -1,7 +1,8 @@
 """Interop tests: the real python-socketio ``AsyncClient`` against the echo server.
 
-The client is python-socketio 5.18 over the WebSocket transport only (the server
-has no long-polling yet). Each test starts a fresh server (see conftest.py) and
+The client is python-socketio 5.18, over each of its transports in turn (see
+``TRANSPORTS``: WebSocket, HTTP long-polling, and its default, polling then the
+upgrade). Each test starts a fresh server (see conftest.py) and
 records what the client's handlers receive in an ``Inbox``; every wait is
 bounded so that a broken server fails a test instead of hanging it.
 
@@ -31,6 +32,7 @@ from typing import Any
 import engineio
 import pytest
 import socketio
+from conftest import REFERENCE, TRANSPORTS
 
 TIMEOUT = 3.0  # seconds, for anything that should happen "now"
 FAST_HEARTBEAT = {"ping_interval": 200, "ping_timeout": 200}
@@ -80,7 +82,7 @@ class Inbox:
 
 
 @pytest.fixture
-async def client():
+async def client(transports):
     """Factory: ``await client(server, namespaces=[...], auth=...)`` -> (sio, inbox).
 
     Handlers for the echo server's events, ``connect``, ``disconnect`` and
@@ -117,13 +119,14 @@ async def client():
                     server.url,
                     namespaces=list(namespaces),
                     auth=auth,
-                    transports=["websocket"],
+                    transports=TRANSPORTS[transports],
                     wait_timeout=TIMEOUT,
                 ),
                 TIMEOUT + 1,
             )
         return sio, inbox
 
+    make.transports = TRANSPORTS[transports]  # for tests that call connect() themselves
     try:
         yield make
     finally:
@@ -232,7 +235,7 @@ async def test_unknown_namespace_alone_is_refused(echo_server, client):
     with pytest.raises(socketio.exceptions.ConnectionError) as excinfo:
         await asyncio.wait_for(
             sio.connect(
-                server.url, namespaces=["/nope"], transports=["websocket"], wait_timeout=TIMEOUT
+                server.url, namespaces=["/nope"], transports=client.transports, wait_timeout=TIMEOUT
             ),
             TIMEOUT + 1,
         )
@@ -242,7 +245,21 @@ async def test_unknown_namespace_alone_is_refused(echo_server, client):
     assert inbox.pending("connect", "/nope") == []
 
 
-async def test_unknown_namespace_next_to_a_good_one(echo_server, client):
+def client_gone_reason(transports: str) -> str:
+    """How the server reports a client that disconnected itself.
+
+    python-socketio queues a DISCONNECT per namespace, then the Engine.IO CLOSE.
+    Over WebSocket it closes the socket before its write loop has sent them, so
+    the server sees the connection drop. Over polling both reach the server in
+    one POST: msstorm handles them in order and reports the DISCONNECT, Node's
+    server handles the CLOSE first (it defers Socket.IO packets to the next tick).
+    """
+    if transports == "polling" and not REFERENCE:
+        return "client namespace disconnect"
+    return "transport close"
+
+
+async def test_unknown_namespace_next_to_a_good_one(echo_server, client, transports):
     """python-socketio connects ``/``, sees ``/nope`` refused, then drops it all."""
     server = echo_server()
     b, b_inbox = await watcher(client, server)
@@ -253,7 +270,7 @@ async def test_unknown_namespace_next_to_a_good_one(echo_server, client):
             a.connect(
                 server.url,
                 namespaces=["/", "/nope"],
-                transports=["websocket"],
+                transports=client.transports,
                 wait_timeout=TIMEOUT,
             ),
             TIMEOUT + 1,
@@ -268,13 +285,13 @@ async def test_unknown_namespace_next_to_a_good_one(echo_server, client):
     # ...and then the client dropped the connection (see test_client_side_disconnect
     # for why the server sees a transport close), without calling its own
     # disconnect handler: it never reported itself connected.
-    assert await b_inbox.next("gone") == (a_sid, "transport close")
+    assert await b_inbox.next("gone") == (a_sid, client_gone_reason(transports))
     assert not a.connected
     assert inbox.pending("disconnect", "/") == []
 
     # the same client object connects fine to the good namespace alone
     await asyncio.wait_for(
-        a.connect(server.url, namespaces=["/"], transports=["websocket"], wait_timeout=TIMEOUT),
+        a.connect(server.url, namespaces=["/"], transports=client.transports, wait_timeout=TIMEOUT),
         TIMEOUT + 1,
     )
     assert a.connected
@@ -314,7 +331,12 @@ async def test_ack_return_shapes(echo_server, client):
     assert await call(sio, "message-with-ack", ("c", 3), namespace="/custom") == ("c", 3)
 
 
-async def test_concurrent_acks(echo_server, client):
+async def test_concurrent_acks(echo_server, client, transports):
+    if REFERENCE and transports == "polling":
+        # Only when validating the suite against Node's server: it answers a poll
+        # with every packet it holds, and python-engineio's client refuses more
+        # than 16 in one payload. msstorm answers with 16 at most.
+        pytest.xfail("Node's server overflows python-engineio's 16 packets per poll")
     sio, _ = await client(echo_server(), ["/", "/custom"])
     calls = [call(sio, "message-with-ack", (i, f"n{i}")) for i in range(50)]
     calls += [call(sio, "message-with-ack", {"c": i}, namespace="/custom") for i in range(50)]
@@ -419,14 +441,8 @@ async def test_server_side_disconnect_of_one_namespace(echo_server, client):
     assert inbox.pending("disconnect", "/") == []
 
 
-async def test_client_side_disconnect(echo_server, client):
-    """``AsyncClient.disconnect()`` closes the WebSocket at once.
-
-    python-socketio 5.18 queues a DISCONNECT per namespace and an Engine.IO CLOSE,
-    then closes the WebSocket before its write loop has sent them: the server
-    sees the connection drop, hence ``transport close`` rather than
-    ``client namespace disconnect``.
-    """
+async def test_client_side_disconnect(echo_server, client, transports):
+    """``AsyncClient.disconnect()`` ends the connection (see ``client_gone_reason``)."""
     server = echo_server()
     b, b_inbox = await watcher(client, server)
     a, inbox = await client(server)
@@ -434,7 +450,7 @@ async def test_client_side_disconnect(echo_server, client):
 
     await asyncio.wait_for(a.disconnect(), TIMEOUT)
     assert await inbox.next("disconnect") == ("client disconnect",)
-    assert await b_inbox.next("gone") == (a_sid, "transport close")
+    assert await b_inbox.next("gone") == (a_sid, client_gone_reason(transports))
     assert not a.connected
 
     # exactly once: nothing more arrives before a later round trip completes
@@ -488,7 +504,7 @@ async def test_heartbeat_keeps_idle_client_alive(echo_server, client):
     assert await echo(sio, inbox, "awake") == ("awake",)
 
 
-async def test_client_not_answering_pings_is_closed(echo_server, client):
+async def test_client_not_answering_pings_is_closed(echo_server, client, transports):
     server = echo_server(**FAST_HEARTBEAT)
     b, b_inbox = await watcher(client, server)
     a, inbox = await client(server)
@@ -506,8 +522,10 @@ async def test_client_not_answering_pings_is_closed(echo_server, client):
     a.eio._send_packet = drop_pongs
 
     assert await b_inbox.next("gone") == (a_sid, "ping timeout")
-    # the server closed the connection under the client
-    assert await inbox.next("disconnect") == ("transport error",)
+    # The server closed the connection under the client; a polling client reads
+    # the close packet in its next GET answer instead.
+    reason = "server disconnect" if transports == "polling" else "transport error"
+    assert await inbox.next("disconnect") == (reason,)
     assert not a.connected
     assert len(dropped) >= 1
     assert await echo(b, b_inbox, "still here") == ("still here",)

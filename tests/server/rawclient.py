@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,83 @@ class RawClient(picows.WSListener):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.disconnect()
+
+
+class HttpAnswer:
+    """One HTTP response, as read off the socket."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"HttpAnswer({self.status}, {self.headers}, {self.body[:200]!r})"
+
+
+class HttpPeer:
+    """A keep-alive HTTP/1.1 connection written by hand: every byte is the test's."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, port: int) -> HttpPeer:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    def send(
+        self,
+        method: str,
+        target: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        if body or method == "POST":
+            lines.append(f"Content-Length: {len(body)}")
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+
+    async def answer(self, timeout: float = 3.0) -> HttpAnswer:
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout)
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")[:-2]
+        headers = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        size = int(headers.get("content-length", "0"))
+        body = await asyncio.wait_for(self.reader.readexactly(size), timeout)
+        return HttpAnswer(int(status_line.split()[1]), headers, body)
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        timeout: float = 3.0,
+    ) -> HttpAnswer:
+        self.send(method, target, body, headers)
+        return await self.answer(timeout)
+
+    async def closed_by_server(self, timeout: float = 3.0) -> bool:
+        return await asyncio.wait_for(self.reader.read(), timeout) == b""
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def http(
+    port: int, method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> HttpAnswer:
+    """One request on a connection of its own."""
+    peer = await HttpPeer.connect(port)
+    try:
+        return await peer.request(method, target, body, headers)
+    finally:
+        peer.close()

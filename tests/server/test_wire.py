@@ -221,7 +221,7 @@ def http_get(port: int, path: str) -> tuple[int, bytes]:
 @pytest.mark.parametrize(
     ("query", "code"),
     [
-        ("EIO=4&transport=polling", 0),
+        ("EIO=4&transport=polling&sid=unknown", 1),
         ("EIO=4&transport=abc", 0),
         ("EIO=4", 0),
         ("EIO=3&transport=websocket", 5),

@@ -57,11 +57,24 @@ function fail(message) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-// A socket on its own Engine.IO connection (forceNew), websocket only (msstorm does
-// not serve polling yet), and no auto-reconnect: a reconnect would hide what
-// the server did.
+// The transports the scenario's sockets use: params.transports, else the
+// client's default (HTTP long-polling, then the upgrade to WebSocket).
+const TRANSPORTS = params.transports ?? ["polling", "websocket"];
+
+// A socket on its own Engine.IO connection (forceNew) and no auto-reconnect
+// unless asked: a reconnect would hide what the server did.
 function connect(nsp, opts = {}) {
-  return io(url + nsp, { transports: ["websocket"], reconnection: false, forceNew: true, ...opts });
+  return io(url + nsp, { transports: TRANSPORTS, reconnection: false, forceNew: true, ...opts });
+}
+
+// Resolves once the socket's Engine.IO connection has settled on its last
+// transport: at once for a single transport, after the upgrade otherwise.
+function settled(socket) {
+  const engine = socket.io.engine;
+  if (TRANSPORTS.length === 1 || engine.transport.name === TRANSPORTS[TRANSPORTS.length - 1]) {
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => engine.once("upgrade", resolve));
 }
 
 // Resolves on "connect", rejects on "connect_error".  Must be called in the same
@@ -107,6 +120,7 @@ async function removeA(act) {
   const a = connect("/");
   const b = connect("/");
   await Promise.all([connected(a), connected(b)]);
+  await Promise.all([settled(a), settled(b)]);
   // examples/echo.py only sends `gone` to sockets that emitted `watch`; the
   // reference sends it to all.  The echo round trip proves `watch` was handled
   // before A goes (one socket's events are handled in order).
@@ -133,8 +147,14 @@ const scenarios = {
     const auths = [main, custom, bare].map((s) => record(s, "auth"));
     await Promise.all([main, custom, bare].map(connected));
     await Promise.all(auths.map((a) => a.until(1)));
+    await Promise.all([main, bare].map(settled));
     await sleep(SETTLE_MS);
-    const report = (s, a) => ({ id: s.id, auth: a, engine_id: s.io.engine.id });
+    const report = (s, a) => ({
+      id: s.id,
+      auth: a,
+      engine_id: s.io.engine.id,
+      transport: s.io.engine.transport.name,
+    });
     Object.assign(state, {
       handshake: handshake[0],
       main: report(main, auths[0]),
@@ -231,10 +251,30 @@ const scenarios = {
   // A stops answering pings; the server must close it (ping timeout) and tell B.
   async "ping-timeout"() {
     return removeA((a) => {
-      // Swallow every frame A would send (its pongs included) by replacing the
-      // `ws` WebSocket's send(); close frames do not go through send().
-      a.io.engine.transport.ws.send = () => {};
+      // Swallow every packet A would send (its pongs included) by replacing its
+      // transport's send(): a WebSocket's close frame, or a poll, still go out.
+      a.io.engine.transport.send = () => {};
     });
+  },
+
+  // params: restart_marker.  Connects with reconnection on, tells the test it is
+  // ready (one line on stdout), and after the server has restarted (the test
+  // does it) reconnects by itself and echoes again.
+  async reconnect() {
+    const s = connect("/", { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 500 });
+    await connected(s);
+    await settled(s);
+    state.first = { id: s.id, transport: s.io.engine.transport.name };
+    state.first_echo = await echo(s, "before");
+    state.disconnects = record(s, "disconnect", reasonOnly);
+    const again = new Promise((resolve) => s.io.once("reconnect", resolve));
+    process.stdout.write(params.restart_marker + "\n");
+    await again;
+    await settled(s);
+    state.second = { id: s.id, transport: s.io.engine.transport.name };
+    state.second_echo = await echo(s, "after");
+    s.disconnect();
+    return state;
   },
 };
 

@@ -1,0 +1,239 @@
+"""Engine.IO over HTTP long-polling, and the upgrade from it to WebSocket.
+
+How it works
+
+- A ``PollingConnection`` is a ``Connection`` (the same session, the same
+  application callbacks, the same fan-out) whose frames travel in HTTP
+  requests: what the server sends waits in ``queue`` until the client's next
+  ``GET``, which takes everything queued (joined by ``\\x1e``, binary frames in
+  base64); a ``POST`` carries the client's packets and is answered ``ok``.
+  One ``GET`` at a time: a second one while the first waits breaks the session.
+- The server ends a session by answering the pending ``GET`` with a close
+  packet, ``1`` (``6`` when the client asked to close); with no ``GET`` pending
+  the session lingers until the next one takes the packet, or for
+  ``pingTimeout`` at most. Any request for the sid after that is refused.
+- Upgrade: the client opens a WebSocket with the same ``sid`` (picows hands it
+  to this object, which is a WebSocket listener too) and sends ``2probe``; the
+  server answers ``3probe`` and queues a ``6`` noop, so that the pending ``GET``
+  returns and the client stops polling. The client's ``5`` completes the
+  upgrade: what is still queued goes out on the WebSocket, and from then on the
+  connection is an ordinary WebSocket one. A poll after that, or a second
+  WebSocket for the sid, is refused.
+
+This is the compatibility path (default clients start with it), not the
+million-connection one: it is plain Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from picows import WSCloseCode, WSMsgType
+
+from msstorm._fastpath import Connection
+from msstorm._fastpath.wire import trim
+from msstorm.protocol.errors import HandshakeError, PacketError
+from msstorm.protocol.http import Request
+from msstorm.protocol.polling import decode_payload, encode_payload
+
+log = logging.getLogger("msstorm.server")
+
+TEXT_PLAIN = "text/plain; charset=UTF-8"
+# Packets per GET answer: python-engineio's client refuses a payload of more
+# (its max_decode_packets); the rest wait for the next GET.
+MAX_PACKETS_PER_POLL = 16
+_PROBE = b"2probe"
+_PROBE_ANSWER = b"3probe"
+_UPGRADE = b"5"
+_NOOP = b"6"
+_CLOSE = b"1"
+
+
+class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
+    """One Engine.IO session over long-polling (and, once upgraded, over WebSocket)."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(app)
+        self.sid = ""
+        self.queue: list[bytes | bytearray] = []  # frames for the next GET
+        self.poll: Any = None  # the HttpConnection of the GET waiting for them
+        self.probe: Any = None  # the WebSocket being probed for an upgrade
+        self.upgraded = False
+        self.linger_until = 0.0
+        self._flush_due = False
+
+    def start(self, http: Any, headers: list[tuple[str, str]]) -> None:
+        """A handshake GET: open the session and answer with its ``open`` packet."""
+        self.sid = self.app.open(self, upgrades=("websocket",))
+        self.app.polling[self.sid] = self
+        self._poll(http, headers)
+
+    # -- HTTP requests for this session -----------------------------------------
+
+    def request(self, http: Any, request: Request, headers: list[tuple[str, str]]) -> None:
+        """A GET or POST naming this session's sid; ``headers`` go on the answer."""
+        if self.upgraded:
+            raise HandshakeError(HandshakeError.BAD_REQUEST)  # polling is over for it
+        if request.method == "GET":
+            self._poll(http, headers)
+        elif request.method == "POST":
+            self._post(http, request.body, headers)
+        else:
+            raise HandshakeError(HandshakeError.BAD_REQUEST)
+
+    def _poll(self, http: Any, headers: list[tuple[str, str]]) -> None:
+        if self.poll is not None:
+            # Two GETs at once: the client is broken. The first gets the close packet.
+            self.close(reason="transport error")
+            raise HandshakeError(HandshakeError.BAD_REQUEST)
+        self.poll = (http, headers)
+        http.hold(self)
+        if self.queue:
+            self._flush()
+
+    def _post(self, http: Any, body: bytes, headers: list[tuple[str, str]]) -> None:
+        if self.closed:
+            raise HandshakeError(HandshakeError.UNKNOWN_SID)
+        try:
+            packets = decode_payload(body)
+        except PacketError as exc:
+            self.app.refused(self, exc)
+            self.close(reason=exc.reason)
+            raise HandshakeError(HandshakeError.BAD_REQUEST) from None
+        for frame, binary in packets:
+            self.receive(frame, binary)
+            if self.closed:
+                break
+        if self.closed and self.close_reason != "transport close":
+            raise HandshakeError(HandshakeError.BAD_REQUEST)  # the packets broke the protocol
+        http.respond(200, b"ok", "text/html", headers)
+
+    def request_gone(self, http: Any) -> None:
+        """The client dropped the connection of its pending GET."""
+        if self.poll is not None and self.poll[0] is http:
+            self.poll = None
+            if not self.closed:
+                self.close(reason="transport error")
+
+    # -- frames out ---------------------------------------------------------------
+
+    def send_text(self, frame: bytes) -> None:
+        if self.upgraded:
+            super().send_text(frame)
+        elif self.held is not None:
+            self.held.append(frame)
+        elif not self.closed:
+            self._queue(frame)
+
+    def send_binary(self, frame: bytes) -> None:
+        if self.upgraded:
+            super().send_binary(frame)
+        elif self.held is not None:
+            self.held.append(bytearray(frame))
+        elif not self.closed:
+            self._queue(bytearray(frame))
+
+    def _queue(self, frame: bytes | bytearray) -> None:
+        self.queue.append(frame)
+        if self.poll is not None and not self._flush_due:
+            # Answer once per loop turn, with everything sent meanwhile.
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        if self.poll is None or not self.queue:
+            return
+        (http, headers), self.poll = self.poll, None
+        frames = self.queue[:MAX_PACKETS_PER_POLL]
+        del self.queue[:MAX_PACKETS_PER_POLL]
+        http.respond(200, encode_payload(frames), TEXT_PLAIN, headers)
+        if self.closed and not self.queue:
+            self._forget()  # the close packet is delivered
+
+    # -- the end of the session ---------------------------------------------------
+
+    def close(self, code: Any = WSCloseCode.OK, reason: str = "forced close") -> None:
+        if self.closed:
+            return
+        super().close(code, reason)
+        if self.upgraded:
+            return  # a WebSocket now: picows reports the disconnect
+        if self.probe is not None:
+            self.probe.disconnect()
+            self.probe = None
+        # The session's last packet: the client asked to close, or is told to.
+        self.queue = [_NOOP if reason == "transport close" else _CLOSE]
+        self.app.closed(self, reason)
+        self.session = None
+        if self.poll is not None:
+            self._flush()
+        else:
+            heartbeat = self.app.heartbeat
+            self.linger_until = heartbeat.loop.time() + self.app.config.ping_timeout / 1000.0
+            heartbeat.schedule(self, self.linger_until)
+
+    def _forget(self) -> None:
+        if self.app.polling.get(self.sid) is self:
+            del self.app.polling[self.sid]
+        self.queue = []
+
+    def on_timer(self, wheel: Any, now: float) -> None:
+        if not self.closed:
+            super().on_timer(wheel, now)
+        elif not self.upgraded and self.app.polling.get(self.sid) is self:
+            if now >= self.linger_until:
+                self._forget()  # nobody came for the close packet
+            else:
+                wheel.schedule(self, self.linger_until)
+
+    # -- the upgrade: picows calls these for the WebSocket naming this sid ---------
+
+    def on_ws_connected(self, transport: Any) -> None:
+        if self.upgraded or self.probe is not None or self.closed:
+            transport.send_close(WSCloseCode.POLICY_VIOLATION, b"session already upgraded")
+            transport.disconnect()
+            return
+        self.probe = transport
+
+    def on_ws_frame(self, transport: Any, frame: Any) -> None:
+        if self.upgraded:
+            super().on_ws_frame(transport, frame)
+            return
+        if transport is not self.probe:
+            return
+        data = frame.get_payload_as_bytes() if frame.msg_type == WSMsgType.TEXT else b""
+        if data == _PROBE:
+            transport.send(WSMsgType.TEXT, _PROBE_ANSWER)
+            self._queue(_NOOP)  # ends the pending GET: the client stops polling
+        elif data == _UPGRADE:
+            self._upgrade(transport)
+        else:
+            # Anything else before the upgrade: drop the probe, keep polling.
+            self.probe = None
+            transport.send_close(WSCloseCode.PROTOCOL_ERROR, b"expected 2probe or 5")
+            transport.disconnect()
+
+    def _upgrade(self, transport: Any) -> None:
+        self.probe = None
+        self.upgraded = True
+        self.transport = transport
+        trim(transport)
+        if self.poll is not None:
+            (http, headers), self.poll = self.poll, None
+            http.respond(200, _NOOP, TEXT_PLAIN, headers)
+        frames, self.queue = self.queue, []
+        for frame in frames:
+            if type(frame) is bytearray:
+                super().send_binary(bytes(frame))
+            else:
+                super().send_text(frame)
+
+    def on_ws_disconnected(self, transport: Any) -> None:
+        if transport is self.probe:
+            self.probe = None
+        elif self.upgraded and transport is self.transport:
+            super().on_ws_disconnected(transport)
+            self._forget()
