@@ -65,7 +65,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check msstorm examples tests bench
 	$(BIN)/ruff format --check msstorm examples tests bench
 	$(BIN)/mypy
-	$(BIN)/cython-lint msstorm
+	PATH="$(BIN):$$PATH" $(BIN)/cython-lint msstorm  # it runs pycodestyle from PATH
 
 format: $(STAMP)
 	$(BIN)/ruff format msstorm examples tests bench
