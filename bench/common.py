@@ -32,6 +32,7 @@ PACKAGES = (
     "orjson",
     "python-socketio",
     "python-engineio",
+    "aiohttp",
     "Cython",
     "aiofastnet",
 )
@@ -110,6 +111,76 @@ def kernel_memory() -> dict[str, int]:
     return mem
 
 
+def process_cpu(pid: int) -> dict[str, float | None]:
+    """CPU seconds a process has used, user and system: ``ticks`` from /proc/PID/stat
+    (utime + stime, every thread, exited ones too, in 1/CLK_TCK steps: 10 ms here) and
+    ``threads`` from each live thread's ``se.sum_exec_runtime`` (/proc/PID/task/*/sched,
+    nanosecond resolution; None where the kernel does not show it)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    ticks = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    threads: float | None = 0.0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        tids = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/sched") as f:
+                for line in f:
+                    if line.startswith("se.sum_exec_runtime"):
+                        threads = (threads or 0.0) + float(line.split(":")[1]) / 1000.0  # ms
+                        break
+                else:
+                    threads = None
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        except OSError:
+            threads = None
+        if threads is None:
+            break
+    return {"ticks": ticks, "threads": threads if tids else None}
+
+
+def cpu_seconds(pid: int) -> float:
+    """The finest CPU reading /proc gives for ``pid`` (see ``process_cpu``)."""
+    cpu = process_cpu(pid)
+    return cpu["threads"] if cpu["threads"] is not None else cpu["ticks"]  # type: ignore[return-value]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, their children...), from
+    /proc/PID/task/*/children."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            found.extend(kids)
+            todo.extend(kids)
+    return found
+
+
+def percentile(samples: Sequence[float], q: float) -> float | None:
+    """The ``q``-quantile (0..1) of ``samples``, interpolated between closest ranks."""
+    values = sorted(samples)
+    if not values:
+        return None
+    rank = q * (len(values) - 1)
+    low = int(rank)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (rank - low)
+
+
 # -- context of a run -----------------------------------------------------------
 
 
@@ -141,6 +212,29 @@ def versions() -> dict[str, str | None]:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def node_versions(folder: Path, packages: Iterable[str]) -> dict[str, str | None]:
+    """``node --version`` and the versions of ``packages`` installed in ``folder``'s
+    node_modules (what a Node peer really ran, not what its package.json asks for)."""
+    out: dict[str, str | None] = {}
+    try:
+        out["node"] = (
+            subprocess.run(
+                ["node", "--version"], capture_output=True, text=True, check=True, timeout=10
+            )
+            .stdout.strip()
+            .removeprefix("v")
+        )
+    except (OSError, subprocess.SubprocessError):
+        out["node"] = None
+    for name in packages:
+        try:
+            manifest = json.loads((folder / "node_modules" / name / "package.json").read_text())
+            out[name] = manifest.get("version")
+        except (OSError, ValueError):
             out[name] = None
     return out
 
