@@ -86,6 +86,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ping-timeout", type=int, default=20000, metavar="MS")
     parser.add_argument("--max-payload", type=int, default=1_000_000, metavar="BYTES")
     parser.add_argument("--connect-timeout", type=int, default=45000, metavar="MS")
+    parser.add_argument(
+        "--cors-origin", default=None, metavar="ORIGINS", help="'*' or origins, comma-separated"
+    )
     return parser.parse_args()
 
 
@@ -99,7 +102,9 @@ async def main() -> None:
             "connect_timeout": args.connect_timeout,
         }
     )
-    listener = await msstorm.serve(sio, eio, host=args.host, port=args.port)
+    listener = await msstorm.serve(
+        sio, eio, host=args.host, port=args.port, cors_origin=args.cors_origin
+    )
     print(f"echo server on http://{args.host}:{listener.port}", flush=True)
     await listener.wait_closed()
 

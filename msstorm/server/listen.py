@@ -108,8 +108,7 @@ class Router:
         self,
         endpoints: Iterable[Endpoint],
         extra_health: Callable[[], dict[str, Any]] | None = None,
-        extra_metrics: Callable[[list[metrics.Family]], Awaitable[list[metrics.Family]]]
-        | None = None,
+        extra_metrics: Callable[[], Awaitable[list[metrics.Family]]] | None = None,
         cors: str | Sequence[str] | None = None,
     ) -> None:
         self.extra_health = extra_health
@@ -186,9 +185,10 @@ class Router:
             http.respond(exc.status, body, JSON, headers)
 
     async def _metrics(self, http: HttpConnection) -> None:
-        families = metrics.server_families(self.endpoints)
         if self.extra_metrics is not None:
-            families = await self.extra_metrics(families)
+            families = await self.extra_metrics()
+        else:
+            families = metrics.server_families(self.endpoints)
         http.respond(HTTPStatus.OK, metrics.render(families).encode(), metrics.CONTENT_TYPE)
 
     def _spawn(self, coroutine: Any) -> None:
@@ -256,7 +256,7 @@ async def serve(
     backlog: int = 4096,
     handshake_timeout: float = 10.0,
     health: Callable[[], dict[str, Any]] | None = None,
-    metrics: Callable[[list[Any]], Awaitable[list[Any]]] | None = None,
+    metrics: Callable[[], Awaitable[list[Any]]] | None = None,
     cors_origin: str | Sequence[str] | None = None,
 ) -> Listener:
     """Listen on ``host:port`` and serve the endpoints there until closed.
@@ -264,8 +264,8 @@ async def serve(
     ``port=0`` picks a free port; ``listener.port`` tells which. ``reuse_port``
     lets several processes listen on the same port (SO_REUSEPORT: the kernel
     spreads the connections). ``health()`` adds its keys to ``/healthz``;
-    ``metrics(families)`` is given the endpoints' ``/metrics`` families and
-    returns what to serve (the application's added). ``cors_origin`` (``"*"`` or the
+    ``metrics()`` gives the families ``/metrics`` serves instead of the
+    endpoints' own counters (``metrics.server_families``). ``cors_origin`` (``"*"`` or the
     origins, comma-separated) lets browsers of other origins poll.
     ``handshake_timeout`` bounds the time an HTTP request or a WebSocket
     handshake may take to arrive.

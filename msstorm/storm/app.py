@@ -41,7 +41,9 @@ from msstorm.cluster.bus import Bus, LocalBus
 from msstorm.cluster.membership import BEAT_EVERY, Membership
 from msstorm.protocol.errors import ConnectionRefused
 from msstorm.server import Server, ids
+from msstorm.server.metrics import Family
 
+from .metrics import worker_families
 from .operations import Collected, Operation
 from .shards import BroadcastShard, Shard, TreeShard, UnicastShard
 
@@ -109,6 +111,9 @@ class Storm:
         self._spawns: dict[str, list[list[Any]]] = {}
         self._flush_due = False
         self._timers: list[asyncio.TimerHandle] = []
+        # What the shards of ended operations counted, for /metrics.
+        self.rtt_history = Histogram()
+        self._retired = [0, 0]  # pokes sent, answers received
 
         server.on("pokeBack", self.poke_back, namespace=CLIENTS)
         server.on("connect", self.monitor_connect, namespace=MONITOR)
@@ -138,6 +143,23 @@ class Storm:
         counts["answers unknown or late"] += self.tap.unknown
         counts["answers for another client's poke"] += self.tap.foreign
         return +counts  # without the zeros
+
+    def traffic(self) -> tuple[int, int]:
+        """Pokes sent and answers received on this worker, ended operations included."""
+        sent, received = self._retired
+        for shard in self.shards.values():
+            sent += shard.table.sent
+            received += shard.table.received
+        return sent, received
+
+    async def metrics(self) -> list[Family]:
+        """``/metrics``: this worker's families and every other worker's."""
+        families = worker_families(self)
+        others = [t for t in self.membership.alive() if t != self.tag]
+        for reply in await _settle([self._ask(t, {"t": "metrics?"}) for t in others]):
+            if not isinstance(reply, BaseException):
+                families += [Family.from_json(f) for f in orjson.loads(reply[1])]
+        return families
 
     def cluster(self) -> dict[str, Any]:
         """The cluster as this worker sees it (for /healthz and statusRequest)."""
@@ -572,7 +594,10 @@ class Storm:
         while len(self._ended) > 1024:
             self._ended.popitem(last=False)
         for key in [k for k, s in self.shards.items() if s.op_id == op_id]:
-            del self.shards[key]
+            table = self.shards.pop(key).table
+            self._retired[0] += table.sent
+            self._retired[1] += table.received
+            self.rtt_history.merge(table.rtt)
 
     # -- the bus ---------------------------------------------------------------
 
@@ -627,6 +652,9 @@ class Storm:
             self._answer(message, {"yes": message["sid"] in self.clients.sockets})
         elif kind == "counts?":
             self._answer(message, {"counts": dict(self.counts)})
+        elif kind == "metrics?":
+            families = orjson.dumps([f.to_json() for f in worker_families(self)])
+            self._answer(message, {}, families)
         elif kind == "status?":
             self._spawn(self._forward_status(message))
         else:

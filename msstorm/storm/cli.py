@@ -43,10 +43,12 @@ examples:
   MSSTORM_MONITOR_TOKEN=s3cret msstorm-server --host 0.0.0.0 --port 8080 --workers 8
   msstorm-server --bus redis://10.0.0.5:6379/0 --host 0.0.0.0   one node of a multi-machine storm
   curl http://127.0.0.1:3000/healthz      connections, refused input, the cluster, as JSON
+  curl http://127.0.0.1:3000/metrics      the same and more, for Prometheus
 
-Clients connect to http://HOST:PORT with the WebSocket transport
-(socket.io-client: {transports: ["websocket"]}) and answer every "poke" with a
-"pokeBack"; the monitor connects to namespace /monitor with auth {"token": ...}.
+Clients connect to http://HOST:PORT, over WebSocket or HTTP long-polling (a
+default socket.io-client or python-socketio client polls first, then upgrades),
+and answer every "poke" with a "pokeBack"; the monitor connects to namespace
+/monitor with auth {"token": ...}. GET /metrics serves Prometheus counters.
 """
 
 
@@ -59,6 +61,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     p.add_argument("--port", type=int, default=3000, help="port to listen on (default %(default)s)")
+    p.add_argument(
+        "--cors-origin",
+        default=None,
+        metavar="ORIGINS",
+        help="origins whose browser pages may use HTTP long-polling: '*' or a comma-separated "
+        "list (default: none, same-origin only)",
+    )
     group = p.add_argument_group("Socket.IO options (as Socket.IO's, milliseconds and bytes)")
     group.add_argument(
         "--ping-interval",
@@ -200,6 +209,8 @@ async def run_worker(args: argparse.Namespace, clustered: bool) -> None:
         port=args.port,
         reuse_port=clustered,
         health=lambda: {"cluster": storm.cluster()},
+        metrics=storm.metrics,
+        cors_origin=args.cors_origin,
         backlog=4096,
     )
     if args.monitor_token is None:
@@ -231,6 +242,7 @@ def worker_command(args: argparse.Namespace) -> list[str]:
     options: dict[str, Any] = {
         "--host": args.host,
         "--port": args.port,
+        "--cors-origin": args.cors_origin,
         "--ping-interval": args.ping_interval,
         "--ping-timeout": args.ping_timeout,
         "--max-payload": args.max_payload,
@@ -245,7 +257,8 @@ def worker_command(args: argparse.Namespace) -> list[str]:
         "--log-level": args.log_level,
     }
     for option, value in options.items():
-        command += [option, str(value)]
+        if value is not None:
+            command += [option, str(value)]
     return command
 
 

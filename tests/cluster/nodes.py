@@ -14,6 +14,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from stormkit import TOKEN
 
 
@@ -72,6 +73,18 @@ class Node:
                     pytrace=False,
                 )
             await asyncio.sleep(0.1)
+
+    def metric(self, name: str) -> dict[str, float]:
+        """A metric of /metrics (read by prometheus_client's parser), by worker."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        values: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name:
+                    worker = sample.labels["worker"]
+                    values[worker] = values.get(worker, 0.0) + sample.value
+        return values
 
     def stop(self) -> None:
         if self.process.poll() is None:

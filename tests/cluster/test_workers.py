@@ -55,6 +55,11 @@ async def test_workers_act_as_one_server(nodes: list[Node]) -> None:
                 assert (entry["depth"] - 1, entry["parent"]) in answered
         overview = await monitor.request()
         assert overview["clients"] == 240 and len(overview["cluster"]["perWorker"]) == 3
+        # /metrics, wherever the scrape lands, shows every worker.
+        by_worker = await asyncio.to_thread(node.metric, "msstorm_clients")
+        assert len(by_worker) == 3 and sum(by_worker.values()) == 240
+        pokes = await asyncio.to_thread(node.metric, "msstorm_pokes_sent_total")
+        assert sum(pokes.values()) == 1 + 1 + 240 + 255
     finally:
         await monitor.close()
         clients.close()
