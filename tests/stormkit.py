@@ -57,6 +57,11 @@ class Pokee(picows.WSListener):
 
 
 def pokeback_for(poke: dict[str, Any]) -> bytes:
+    return b"42" + orjson.dumps(["pokeBack", answer_to(poke)])
+
+
+def answer_to(poke: dict[str, Any]) -> dict[str, Any]:
+    """The pokeBack the contract asks for."""
     answer: dict[str, Any] = {
         "id": poke["id"],
         "delay": time.time() * 1000.0 - poke["ts"],
@@ -67,7 +72,7 @@ def pokeback_for(poke: dict[str, Any]) -> bytes:
         answer["treeLeaves"] = leaves // 2
     if "treeId" in poke:
         answer["treeId"] = poke["treeId"]
-    return b"42" + orjson.dumps(["pokeBack", answer])
+    return answer
 
 
 class Clients:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -68,7 +69,8 @@ class Supervisor:
         self.count = count
         self.command = command  # the worker command; --worker-index and --hub are added
         self.hub: Hub | None = None
-        self.hub_dir: str | None = None
+        # The node's meeting place: the hub's socket, and each worker's for handoffs.
+        self.run_dir: str | None = None
         self.embedded_bus = embedded_bus
         self.workers = [Worker(i) for i in range(count)]
         self.stopping = False
@@ -78,9 +80,9 @@ class Supervisor:
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        self.run_dir = tempfile.mkdtemp(prefix="msstorm-")
         if self.embedded_bus:
-            self.hub_dir = tempfile.mkdtemp(prefix="msstorm-")
-            self.hub = Hub(os.path.join(self.hub_dir, "hub.sock"))
+            self.hub = Hub(os.path.join(self.run_dir, "hub.sock"))
             await self.hub.start()
         watchers = [asyncio.ensure_future(self._keep(worker)) for worker in self.workers]
         await stop.wait()
@@ -97,14 +99,13 @@ class Supervisor:
             task.cancel()
         if self.hub is not None:
             await self.hub.close()
-        if self.hub_dir is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self.hub_dir, "hub.sock"))
-                os.rmdir(self.hub_dir)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
         return 0
 
     def _command(self, worker: Worker) -> list[str]:
         command = [*self.command, "--worker-index", str(worker.index)]
+        if self.run_dir is not None:
+            command += ["--run-dir", self.run_dir]
         if self.hub is not None:
             command += ["--hub", self.hub.path]
         return command

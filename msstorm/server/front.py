@@ -40,6 +40,17 @@ def websocket_wanted(line: bytes) -> bool:
     return line.startswith(b"GET ") and b"transport=websocket" in line
 
 
+def requested_sid(line: bytes) -> str | None:
+    """The ``sid`` a request line names, if any."""
+    parts = line.split(b" ")
+    if len(parts) != 3:
+        return None
+    for field in parts[1].partition(b"?")[2].split(b"&"):
+        if field.startswith(b"sid="):
+            return field[4:].decode("latin-1")
+    return None
+
+
 def hand_over(transport: asyncio.BaseTransport, protocol: Any, data: bytes) -> None:
     """Give ``transport`` to a buffered ``protocol``, which first reads ``data``."""
     transport.set_protocol(protocol)
@@ -73,15 +84,33 @@ class Front:
         self.buffer = bytearray(READ_SIZE)
         self.view = memoryview(self.buffer)
         self.open = 0  # connections still speaking HTTP
+        # Where requests for sessions of other workers of this node go (handoff.py).
+        self.handoff: Any = None
+        self._adopting: set[asyncio.Task[Any]] = set()
 
-    def connection(self) -> HttpConnection:
-        return HttpConnection(self)
+    def connection(self, carried: bytes = b"") -> HttpConnection:
+        return HttpConnection(self, carried)
+
+    def adopt(self, sock: Any, carried: bytes) -> None:
+        """Serve a connection another worker accepted, ``carried`` its bytes read so far."""
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(
+            loop.connect_accepted_socket(lambda: self.connection(carried), sock)
+        )
+        self._adopting.add(task)
+        task.add_done_callback(self._adopted)
+
+    def _adopted(self, task: asyncio.Task[Any]) -> None:
+        self._adopting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not adopt a connection: %s", task.exception())
 
 
 class HttpConnection(asyncio.BufferedProtocol):
     """One TCP connection while it speaks HTTP."""
 
     __slots__ = (
+        "carried",
         "deadline",
         "front",
         "in_next",
@@ -92,8 +121,9 @@ class HttpConnection(asyncio.BufferedProtocol):
         "waiter",
     )
 
-    def __init__(self, front: Front) -> None:
+    def __init__(self, front: Front, carried: bytes = b"") -> None:
         self.front = front
+        self.carried = carried  # bytes another worker read before handing it over
         self.transport: Any = None
         self.reader: RequestReader | None = RequestReader(max_body=front.max_body)
         self.request: Request | None = None  # the one being answered
@@ -110,6 +140,11 @@ class HttpConnection(asyncio.BufferedProtocol):
         self.peer = peer[0] if peer else ""
         self.front.open += 1
         self._wait(self.front.timeout)
+        if self.carried:
+            assert self.reader is not None
+            self.reader.feed(self.carried)
+            self.carried = b""
+            self._next()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.front.view
@@ -142,6 +177,8 @@ class HttpConnection(asyncio.BufferedProtocol):
             while self.reader is not None and self.request is None and self.transport is not None:
                 try:
                     line = self.reader.request_line()
+                    if line is not None and self._elsewhere(line):
+                        return
                     if line is not None and websocket_wanted(line):
                         self._to_websocket()
                         return
@@ -155,6 +192,28 @@ class HttpConnection(asyncio.BufferedProtocol):
                 self.front.serve(self, request)
         finally:
             self.in_next = False
+
+    def _elsewhere(self, line: bytes) -> bool:
+        """Send the connection to the worker owning the session it names, if another."""
+        handoff = self.front.handoff
+        if handoff is None or b"sid=" not in line:
+            return False
+        sid = requested_sid(line)
+        owner = handoff.owner_elsewhere(sid) if sid else None
+        if owner is None:
+            return False
+        assert self.reader is not None
+        transport = self.transport
+        if not handoff.send(
+            owner, transport.get_extra_info("socket").fileno(), self.reader.buffered
+        ):
+            self.fail(HttpError(503, "the worker holding this session cannot be reached"))
+            return True
+        self.transport = None
+        self.reader = None
+        self.front.open -= 1
+        transport.abort()  # the owner has its own descriptor of the socket now
+        return True
 
     def _to_websocket(self) -> None:
         assert self.reader is not None

@@ -32,9 +32,10 @@ from msstorm.protocol.engineio import parse_handshake
 from msstorm.protocol.errors import HandshakeError
 from msstorm.protocol.http import Request
 
-from . import metrics
+from . import ids, metrics
 from .endpoint import Endpoint
 from .front import Front, HttpConnection
+from .handoff import Handoff
 from .heartbeat import Heartbeat, resolution_for
 from .polling import PollingConnection
 
@@ -120,6 +121,7 @@ class Router:
                 raise ValueError(f"two endpoints at {endpoint.path}")
             self.endpoints[endpoint.path] = endpoint
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.handoff: Handoff | None = None  # set by serve() for a worker of a node
 
     def endpoint(self, path: str) -> Endpoint | None:
         return self.endpoints.get(path if path.endswith("/") else path + "/")
@@ -188,13 +190,20 @@ class Router:
         if self.extra_metrics is not None:
             families = await self.extra_metrics()
         else:
-            families = metrics.server_families(self.endpoints)
+            families = self.families()
         http.respond(HTTPStatus.OK, metrics.render(families).encode(), metrics.CONTENT_TYPE)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def families(self) -> list[metrics.Family]:
+        """What this listener counts, for /metrics."""
+        families = metrics.server_families(self.endpoints)
+        if self.handoff is not None:
+            families += metrics.handoff_families(self.handoff)
+        return families
 
     def health(self) -> dict[str, Any]:
         health = {
@@ -220,10 +229,13 @@ def _response(status: int, body: dict[str, Any]) -> WSUpgradeResponseWithListene
 class Listener:
     """A listening port and the endpoints it serves; ``close()`` ends it all."""
 
-    def __init__(self, server: asyncio.Server, router: Router, heartbeat: Heartbeat) -> None:
+    def __init__(
+        self, server: asyncio.Server, router: Router, heartbeat: Heartbeat, front: Front
+    ) -> None:
         self.server = server
         self.router = router
         self.heartbeat = heartbeat
+        self.front = front
 
     @property
     def port(self) -> int:
@@ -233,6 +245,8 @@ class Listener:
     def close(self, reason: str = "server shutting down") -> None:
         """Stop accepting and close every connection."""
         self.server.close()
+        if self.front.handoff is not None:
+            self.front.handoff.close()
         for endpoint in self.router.endpoints.values():
             endpoint.close_all(reason)
         self.heartbeat.stop()
@@ -258,6 +272,7 @@ async def serve(
     health: Callable[[], dict[str, Any]] | None = None,
     metrics: Callable[[], Awaitable[list[Any]]] | None = None,
     cors_origin: str | Sequence[str] | None = None,
+    handoff_dir: str | None = None,
 ) -> Listener:
     """Listen on ``host:port`` and serve the endpoints there until closed.
 
@@ -265,10 +280,11 @@ async def serve(
     lets several processes listen on the same port (SO_REUSEPORT: the kernel
     spreads the connections). ``health()`` adds its keys to ``/healthz``;
     ``metrics()`` gives the families ``/metrics`` serves instead of the
-    endpoints' own counters (``metrics.server_families``). ``cors_origin`` (``"*"`` or the
+    listener's own counters (``Router.families``). ``cors_origin`` (``"*"`` or the
     origins, comma-separated) lets browsers of other origins poll.
     ``handshake_timeout`` bounds the time an HTTP request or a WebSocket
-    handshake may take to arrive.
+    handshake may take to arrive. ``handoff_dir`` is where the workers of a node
+    sharing the port pass each other the requests of their sessions.
     """
     if not endpoints:
         raise ValueError("serve() needs at least one endpoint")
@@ -302,7 +318,10 @@ async def serve(
     front = Front(
         router.serve, websocket, heartbeat, timeout=handshake_timeout, max_body=max_payload
     )
+    if handoff_dir is not None:
+        front.handoff = router.handoff = Handoff(handoff_dir, ids.tag(), front.adopt)
+        front.handoff.start()
     server = await loop.create_server(
         front.connection, host, port, reuse_port=reuse_port, backlog=backlog
     )
-    return Listener(server, router, heartbeat)
+    return Listener(server, router, heartbeat, front)

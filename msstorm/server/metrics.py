@@ -81,6 +81,17 @@ def histogram(name: str, help_text: str, packed: bytes, **labels: str) -> Family
     return family
 
 
+def handoff_families(handoff: Any) -> list[Family]:
+    """Connections passed between the workers of a node (``handoff.Handoff``)."""
+    family = Family(
+        "msstorm_handoffs_total", "counter", "Connections passed to or adopted from other workers."
+    )
+    family.add(handoff.sent, direction="sent")
+    family.add(handoff.received, direction="adopted")
+    family.add(handoff.failed, direction="failed")
+    return [family]
+
+
 def server_families(endpoints: Mapping[str, Any]) -> list[Family]:
     """What every endpoint counts: connections, handshakes, disconnects, refusals, traffic."""
     families = [

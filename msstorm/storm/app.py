@@ -111,6 +111,7 @@ class Storm:
         self._spawns: dict[str, list[list[Any]]] = {}
         self._flush_due = False
         self._timers: list[asyncio.TimerHandle] = []
+        self.listener: Any = None  # the listener serving self.server, once there is one
         # What the shards of ended operations counted, for /metrics.
         self.rtt_history = Histogram()
         self._retired = [0, 0]  # pokes sent, answers received

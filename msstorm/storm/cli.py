@@ -169,6 +169,7 @@ def parser() -> argparse.ArgumentParser:
     # Set by the supervisor for its workers.
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--hub", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--run-dir", default=None, help=argparse.SUPPRESS)
     return p
 
 
@@ -211,8 +212,10 @@ async def run_worker(args: argparse.Namespace, clustered: bool) -> None:
         health=lambda: {"cluster": storm.cluster()},
         metrics=storm.metrics,
         cors_origin=args.cors_origin,
+        handoff_dir=args.run_dir,
         backlog=4096,
     )
+    storm.listener = listener
     if args.monitor_token is None:
         log.info("monitor token: %s", storm.token)
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)

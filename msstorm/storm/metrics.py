@@ -55,5 +55,9 @@ def storm_families(storm: Storm) -> list[Family]:
 
 def worker_families(storm: Storm) -> list[Family]:
     """This worker's server and MessageStorm families, labelled with its tag."""
-    own = metrics.server_families({storm.server.path: storm.server}) + storm_families(storm)
+    if storm.listener is not None:
+        served = storm.listener.router.families()
+    else:
+        served = metrics.server_families({storm.server.path: storm.server})
+    own = served + storm_families(storm)
     return [family.labelled(worker=storm.tag) for family in own]

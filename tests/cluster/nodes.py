@@ -74,14 +74,15 @@ class Node:
                 )
             await asyncio.sleep(0.1)
 
-    def metric(self, name: str) -> dict[str, float]:
-        """A metric of /metrics (read by prometheus_client's parser), by worker."""
+    def metric(self, name: str, **labels: str) -> dict[str, float]:
+        """A metric of /metrics (read by prometheus_client's parser), by worker: the sum
+        of its samples that carry ``labels``."""
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:
             text = response.read().decode()
         values: dict[str, float] = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == name:
+                if sample.name == name and labels.items() <= sample.labels.items():
                     worker = sample.labels["worker"]
                     values[worker] = values.get(worker, 0.0) + sample.value
         return values
