@@ -13,6 +13,8 @@ typed by ``connection_c.pxd``.
 
 from __future__ import annotations
 
+import socket
+import struct
 from typing import Any
 
 import picows.picows
@@ -34,6 +36,9 @@ _BINARY = WSMsgType.BINARY
 _CONTINUATION = WSMsgType.CONTINUATION
 _CLOSE = WSMsgType.CLOSE
 _PING_FRAME = b"2"
+_SOL_SOCKET = socket.SOL_SOCKET
+_SO_LINGER = socket.SO_LINGER
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # linger on, for 0 s: close() resets
 
 
 class Traffic:
@@ -59,13 +64,25 @@ class Connection(picows.picows.WSListener):
         self.fragments: bytearray | None = None  # while a fragmented message arrives
         self.fragment_binary = False
         self.held: list[Any] | None = None  # frames held back while a CONNECT is decided
+        # The kernel's send buffer is full and what is sent waits in user space
+        # (picows's pause_writing): pokes are not sent (they count as lost) and
+        # past config.max_queued bytes waiting the client is dropped.
+        self.paused = False
+        self.peer: Any = None  # the source address, when its connections are counted
 
     # -- picows callbacks -----------------------------------------------------
 
     def on_ws_connected(self, transport: Any) -> None:
         self.transport = transport
         _trim(transport)
-        self.app.open(self)
+        if self.app.admit(self, transport):
+            self.app.open(self)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
 
     def on_ws_frame(self, transport: Any, frame: Any) -> None:
         if self.closed:
@@ -158,7 +175,7 @@ class Connection(picows.picows.WSListener):
     def send_text(self, frame: bytes) -> None:
         if self.held is not None:
             self.held.append(frame)
-        elif not self.closed:
+        elif not self.closed and (not self.paused or self._room()):
             self.traffic.frames_out += 1
             self.traffic.bytes_out += len(frame)
             _send(self.transport, _TEXT, frame)
@@ -166,10 +183,19 @@ class Connection(picows.picows.WSListener):
     def send_binary(self, frame: bytes) -> None:
         if self.held is not None:
             self.held.append(bytearray(frame))  # bytearray marks it binary until release
-        elif not self.closed:
+        elif not self.closed and (not self.paused or self._room()):
             self.traffic.frames_out += 1
             self.traffic.bytes_out += len(frame)
             _send(self.transport, _BINARY, frame)
+
+    def _room(self) -> bool:
+        """While paused: whether more may wait for this client; if not, it is dropped."""
+        waiting = self.transport.underlying_transport.get_write_buffer_size()
+        if waiting <= self.app.config.max_queued:
+            return True
+        self.app.slow(self, waiting)
+        self.abort("slow consumer")
+        return False
 
     def send_frames(self, frames: Any) -> None:
         """What the codec's ``encode`` returned: a text frame, or text then attachments."""
@@ -198,6 +224,23 @@ class Connection(picows.picows.WSListener):
                     self.send_binary(bytes(frame))
                 else:
                     self.send_text(frame)
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection at once, and what waits to be sent with it: no close
+        frame, and a reset, so that the kernel does not keep the socket and its
+        buffers trying to deliver them to a peer that does not read."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self.fragments = None
+        self.held = None
+        transport = self.transport
+        if transport is not None:
+            sock = transport.underlying_transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _RESET_ON_CLOSE)
+            transport.disconnect(False)
 
     def close(self, code: Any = WSCloseCode.OK, reason: str = "forced close") -> None:
         """Close this connection with a WebSocket close frame; ``reason`` goes to the app."""

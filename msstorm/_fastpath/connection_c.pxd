@@ -18,15 +18,21 @@ cdef class Connection(picows.picows.WSListener):
     cdef object fragments
     cdef bint fragment_binary
     cdef public list held
+    cdef public bint paused
+    cdef public object peer
 
     cpdef on_ws_connected(self, WSTransport transport)
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame)
     cpdef on_ws_disconnected(self, WSTransport transport)
+    cpdef pause_writing(self)
+    cpdef resume_writing(self)
     cpdef receive(self, bytes data, bint binary)
     cdef _fragment(self, WSFrame frame)
     cdef _refuse(self, object exc)
     cpdef send_text(self, bytes frame)
     cpdef send_binary(self, bytes frame)
+    cdef bint _room(self) except -1
+    cpdef abort(self, str reason)
     cpdef send_frames(self, object frames)
     cpdef hold(self)
     cpdef release(self)

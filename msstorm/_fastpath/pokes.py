@@ -82,7 +82,7 @@ def send_pokes(
     for i in range(start, stop):
         conn = conns[i]
         index = first_index + i
-        if conn.closed:
+        if conn.closed or conn.paused:  # gone, or not reading: the poke is lost
             table.mark_unsent(index)
             continue
         data = frame.render(index, time.time() * 1000.0)

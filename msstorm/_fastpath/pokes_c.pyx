@@ -99,7 +99,7 @@ cpdef Py_ssize_t send_pokes(PokeFrame frame, list conns, Py_ssize_t start, Py_ss
     for i in range(start, stop):
         conn = <Connection?>conns[i]  # checked: anything else would be read as one
         index = first_index + i
-        if conn.closed:
+        if conn.closed or conn.paused:  # gone, or not reading: the poke is lost
             table.mark_unsent(index)
             continue
         frame._patch(index, _seconds(CLOCK_REALTIME) * 1000.0)

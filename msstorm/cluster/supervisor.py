@@ -26,7 +26,6 @@ log = logging.getLogger("msstorm.cluster")
 # File descriptors a worker keeps for itself (listening socket, bus, logs, the loop).
 RESERVED_FDS = 256
 RESTART_DELAY = 1.0
-STOP_TIMEOUT = 30.0
 
 
 class CapacityError(ValueError):
@@ -65,8 +64,11 @@ class Worker:
 class Supervisor:
     """Runs ``command(index)`` for every worker index, with the hub if any."""
 
-    def __init__(self, count: int, command: list[str], embedded_bus: bool) -> None:
+    def __init__(
+        self, count: int, command: list[str], embedded_bus: bool, stop_timeout: float = 30.0
+    ) -> None:
         self.count = count
+        self.stop_timeout = stop_timeout  # a worker still there after this long is killed
         self.command = command  # the worker command; --worker-index and --hub are added
         self.hub: Hub | None = None
         # The node's meeting place: the hub's socket, and each worker's for handoffs.
@@ -91,7 +93,7 @@ class Supervisor:
         for worker in self.workers:
             if worker.process is not None and worker.process.returncode is None:
                 worker.process.send_signal(signal.SIGTERM)
-        _, pending = await asyncio.wait(watchers, timeout=STOP_TIMEOUT)
+        _, pending = await asyncio.wait(watchers, timeout=self.stop_timeout)
         for worker in self.workers:
             if worker.process is not None and worker.process.returncode is None:
                 worker.process.kill()

@@ -43,17 +43,25 @@ class Config:
     """Connection settings, in Socket.IO's units (milliseconds, bytes).
 
     ``connect_timeout`` belongs to Socket.IO: the time a connection has to join a
-    namespace before it is closed. The others are Engine.IO's and are sent to the
-    client in the ``open`` packet.
+    namespace before it is closed. ``max_queued`` is the server's own: the bytes
+    that may wait for a client that does not read before it is dropped. The
+    others are Engine.IO's and are sent to the client in the ``open`` packet.
     """
 
     ping_interval: int = 25000
     ping_timeout: int = 20000
     max_payload: int = 1_000_000
     connect_timeout: int = 45000
+    max_queued: int = 1 << 20
 
     def __post_init__(self) -> None:
-        for name in ("ping_interval", "ping_timeout", "max_payload", "connect_timeout"):
+        for name in (
+            "ping_interval",
+            "ping_timeout",
+            "max_payload",
+            "connect_timeout",
+            "max_queued",
+        ):
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")

@@ -14,11 +14,12 @@ from typing import Any
 
 from msstorm._fastpath import Traffic
 from msstorm.protocol.engineio import Config, open_packet
-from msstorm.protocol.errors import ProtocolError
+from msstorm.protocol.errors import CLOSE_POLICY_VIOLATION, ProtocolError
 from msstorm.protocol.session import EngineSession
 
 from .heartbeat import Heartbeat
 from .ids import new_sid
+from .limits import AddressLimit, RateLimitedLog
 from .stats import Stats
 
 log = logging.getLogger("msstorm.server")
@@ -42,16 +43,19 @@ class Endpoint(ABC):
         ping_timeout: int = 20000,
         max_payload: int = 1_000_000,
         connect_timeout: int = 45000,
+        max_queued: int = 1 << 20,
     ) -> None:
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/': {path!r}")
         self.path = path.rstrip("/") + "/"
-        self.config = Config(ping_interval, ping_timeout, max_payload, connect_timeout)
+        self.config = Config(ping_interval, ping_timeout, max_payload, connect_timeout, max_queued)
         self.stats = Stats()
         self.traffic = Traffic()
         self.heartbeat: Heartbeat | None = None
         self.live: set[Any] = set()  # every open Connection, for shutdown
         self.polling: dict[str, Any] = {}  # Engine.IO sid -> its long-polling session
+        self.address_limit: AddressLimit | None = None  # set by serve() when there is one
+        self._slow_log = RateLimitedLog()
 
     def attach(self, heartbeat: Heartbeat) -> None:
         """Called by the listener before the first connection arrives."""
@@ -92,7 +96,36 @@ class Endpoint(ABC):
         for conn in list(self.live):
             conn.close(reason=reason)
 
+    def admit(self, conn: Any, transport: Any) -> bool:
+        """A WebSocket has opened: count it against its address's limit, or refuse it."""
+        limit = self.address_limit
+        if limit is None:
+            return True
+        peer = transport.underlying_transport.get_extra_info("peername")
+        address = peer[0] if peer else ""
+        if not limit.counted(address):
+            return True
+        if not limit.admit(address):
+            self.stats.refused["TooManyConnections"] += 1
+            conn.close(CLOSE_POLICY_VIOLATION, "too many connections from your address")
+            return False
+        conn.peer = address
+        return True
+
+    def slow(self, conn: Any, waiting: int) -> None:
+        """``conn`` is dropped: ``waiting`` bytes queued for it, over ``max_queued``."""
+        self._slow_log.warning(
+            "dropping a client that does not read: %d bytes waiting for it (max %d)",
+            waiting,
+            self.config.max_queued,
+        )
+
     def closed(self, conn: Any, reason: str) -> None:
+        if conn.peer is not None and self.address_limit is not None:
+            self.address_limit.release(conn.peer)
+            conn.peer = None
+        if conn not in self.live:
+            return  # refused before its session started
         self.live.discard(conn)
         self.stats.connections -= 1
         self.stats.disconnects[reason] += 1

@@ -86,6 +86,7 @@ class Front:
         self.open = 0  # connections still speaking HTTP
         # Where requests for sessions of other workers of this node go (handoff.py).
         self.handoff: Any = None
+        self.address_limit: Any = None  # limits.AddressLimit, when connections are counted
         self._adopting: set[asyncio.Task[Any]] = set()
 
     def connection(self, carried: bytes = b"") -> HttpConnection:
@@ -111,6 +112,7 @@ class HttpConnection(asyncio.BufferedProtocol):
 
     __slots__ = (
         "carried",
+        "counted",
         "deadline",
         "front",
         "in_next",
@@ -130,6 +132,7 @@ class HttpConnection(asyncio.BufferedProtocol):
         self.waiter: Any = None  # what holds this request open (a long-poll's session)
         self.deadline = 0.0
         self.peer = ""
+        self.counted = False  # against the address limit
         self.in_next = False
 
     # -- asyncio callbacks ------------------------------------------------------
@@ -140,6 +143,12 @@ class HttpConnection(asyncio.BufferedProtocol):
         self.peer = peer[0] if peer else ""
         self.front.open += 1
         self._wait(self.front.timeout)
+        limit = self.front.address_limit
+        if limit is not None and limit.counted(self.peer):
+            if not limit.admit(self.peer):
+                self.fail(HttpError(429, "too many connections from your address"))
+                return
+            self.counted = True
         if self.carried:
             assert self.reader is not None
             self.reader.feed(self.carried)
@@ -161,8 +170,7 @@ class HttpConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.transport is not None:
-            self.transport = None
-            self.front.open -= 1
+            self._detach()
         self.reader = None
         waiter, self.waiter = self.waiter, None
         if waiter is not None:
@@ -209,18 +217,14 @@ class HttpConnection(asyncio.BufferedProtocol):
         ):
             self.fail(HttpError(503, "the worker holding this session cannot be reached"))
             return True
-        self.transport = None
-        self.reader = None
-        self.front.open -= 1
+        self._detach()
         transport.abort()  # the owner has its own descriptor of the socket now
         return True
 
     def _to_websocket(self) -> None:
         assert self.reader is not None
         data = self.reader.buffered
-        transport, self.transport = self.transport, None
-        self.reader = None
-        self.front.open -= 1
+        transport = self._detach()  # the Connection counts it from now on
         hand_over(transport, self.front.websocket(), data)
 
     def hold(self, waiter: Any) -> None:
@@ -255,9 +259,7 @@ class HttpConnection(asyncio.BufferedProtocol):
             head.append("Connection: close")
         transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
         if close:
-            self.transport = None
-            self.reader = None
-            self.front.open -= 1
+            self._detach()
             transport.close()
             return
         self._wait(self.front.timeout)
@@ -269,10 +271,18 @@ class HttpConnection(asyncio.BufferedProtocol):
         self.respond(exc.status, exc.message.encode(), headers=headers, close=True)
 
     def close(self, reason: str = "") -> None:
+        if self.transport is not None:
+            self._detach().close()
+
+    def _detach(self) -> Any:
+        """This object is done with its transport (closed, or handed over): the transport."""
         transport, self.transport = self.transport, None
-        if transport is not None:
-            self.front.open -= 1
-            transport.close()
+        self.reader = None
+        self.front.open -= 1
+        if self.counted:
+            self.counted = False
+            self.front.address_limit.release(self.peer)
+        return transport
 
     # -- time -------------------------------------------------------------------
 

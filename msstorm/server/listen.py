@@ -37,6 +37,7 @@ from .endpoint import Endpoint
 from .front import Front, HttpConnection
 from .handoff import Handoff
 from .heartbeat import Heartbeat, resolution_for
+from .limits import AddressLimit
 from .polling import PollingConnection
 
 log = logging.getLogger("msstorm.server")
@@ -242,6 +243,10 @@ class Listener:
         port: int = self.server.sockets[0].getsockname()[1]
         return port
 
+    def stop_accepting(self) -> None:
+        """No new connection; those open carry on."""
+        self.server.close()
+
     def close(self, reason: str = "server shutting down") -> None:
         """Stop accepting and close every connection."""
         self.server.close()
@@ -273,6 +278,8 @@ async def serve(
     metrics: Callable[[], Awaitable[list[Any]]] | None = None,
     cors_origin: str | Sequence[str] | None = None,
     handoff_dir: str | None = None,
+    max_per_address: int = 0,
+    limit_loopback: bool = False,
 ) -> Listener:
     """Listen on ``host:port`` and serve the endpoints there until closed.
 
@@ -285,6 +292,8 @@ async def serve(
     ``handshake_timeout`` bounds the time an HTTP request or a WebSocket
     handshake may take to arrive. ``handoff_dir`` is where the workers of a node
     sharing the port pass each other the requests of their sessions.
+    ``max_per_address`` (0: no limit) bounds the connections one source address
+    may hold open; loopback addresses are exempt unless ``limit_loopback``.
     """
     if not endpoints:
         raise ValueError("serve() needs at least one endpoint")
@@ -318,6 +327,10 @@ async def serve(
     front = Front(
         router.serve, websocket, heartbeat, timeout=handshake_timeout, max_body=max_payload
     )
+    if max_per_address:
+        front.address_limit = AddressLimit(max_per_address, limit_loopback)
+        for endpoint in endpoints:
+            endpoint.address_limit = front.address_limit
     if handoff_dir is not None:
         front.handoff = router.handoff = Handoff(handoff_dir, ids.tag(), front.adopt)
         front.handoff.start()

@@ -58,6 +58,7 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
         super().__init__(app)
         self.sid = ""
         self.queue: list[bytes | bytearray] = []  # frames for the next GET
+        self.queued = 0  # their bytes: past config.max_queued the client is dropped
         self.poll: Any = None  # the HttpConnection of the GET waiting for them
         self.probe: Any = None  # the WebSocket being probed for an upgrade
         self.upgraded = False
@@ -137,6 +138,11 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
 
     def _queue(self, frame: bytes | bytearray) -> None:
         self.queue.append(frame)
+        self.queued += len(frame)
+        if self.queued > self.app.config.max_queued:
+            self.app.slow(self, self.queued)
+            self.close(reason="slow consumer")
+            return
         if self.poll is not None and not self._flush_due:
             # Answer once per loop turn, with everything sent meanwhile.
             self._flush_due = True
@@ -149,6 +155,7 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
         (http, headers), self.poll = self.poll, None
         frames = self.queue[:MAX_PACKETS_PER_POLL]
         del self.queue[:MAX_PACKETS_PER_POLL]
+        self.queued -= sum(len(frame) for frame in frames)
         http.respond(200, encode_payload(frames), TEXT_PLAIN, headers)
         if self.closed and not self.queue:
             self._forget()  # the close packet is delivered
@@ -166,6 +173,7 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
             self.probe = None
         # The session's last packet: the client asked to close, or is told to.
         self.queue = [_NOOP if reason == "transport close" else _CLOSE]
+        self.queued = 1
         self.app.closed(self, reason)
         self.session = None
         if self.poll is not None:
@@ -179,6 +187,7 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
         if self.app.polling.get(self.sid) is self:
             del self.app.polling[self.sid]
         self.queue = []
+        self.queued = 0
 
     def on_timer(self, wheel: Any, now: float) -> None:
         if not self.closed:
@@ -225,6 +234,7 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
             (http, headers), self.poll = self.poll, None
             http.respond(200, _NOOP, TEXT_PLAIN, headers)
         frames, self.queue = self.queue, []
+        self.queued = 0
         for frame in frames:
             if type(frame) is bytearray:
                 super().send_binary(bytes(frame))

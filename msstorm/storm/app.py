@@ -112,6 +112,7 @@ class Storm:
         self._flush_due = False
         self._timers: list[asyncio.TimerHandle] = []
         self.listener: Any = None  # the listener serving self.server, once there is one
+        self.draining = False  # shutting down: no new operation
         # What the shards of ended operations counted, for /metrics.
         self.rtt_history = Histogram()
         self._retired = [0, 0]  # pokes sent, answers received
@@ -127,6 +128,14 @@ class Storm:
         await self.bus.start()
         self._beat()
         self._tick()
+
+    async def drain(self, timeout: float) -> None:
+        """Refuse new operations and wait (``timeout`` at most) for the running ones to
+        end, their final status pushed to their monitors."""
+        self.draining = True
+        deadline = time.monotonic() + timeout
+        while (self.running or self._tasks) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
 
     async def close(self) -> None:
         for handle in self._timers:
@@ -257,6 +266,8 @@ class Storm:
         kind = request.get("type")
         if kind not in ("unicast", "broadcast", "tree"):
             raise Refusal("bad-type", "type must be 'unicast', 'broadcast' or 'tree'")
+        if self.draining:
+            raise Refusal("shutting-down", "the server is shutting down")
         if len(self.running) >= self.max_operations:
             raise Refusal("busy", f"{self.max_operations} operations are running already")
         leaves = request.get("treeLeaves")

@@ -97,6 +97,36 @@ def parser() -> argparse.ArgumentParser:
         metavar="MS",
         help="time a client has to join a namespace (default %(default)s)",
     )
+    guard = p.add_argument_group("limits (the server may face the Internet)")
+    guard.add_argument(
+        "--max-queued",
+        type=int,
+        default=1 << 20,
+        metavar="BYTES",
+        help="bytes that may wait for a client that does not read before it is dropped "
+        "(default %(default)s); while any wait, its pokes count as lost",
+    )
+    guard.add_argument(
+        "--max-conns-per-address",
+        type=int,
+        default=4096,
+        metavar="N",
+        help="connections one source address may hold open, 0 for no limit "
+        "(default %(default)s; loopback addresses are not counted)",
+    )
+    guard.add_argument(
+        "--limit-loopback",
+        action="store_true",
+        help="count loopback addresses against --max-conns-per-address too",
+    )
+    guard.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time an HTTP request or a WebSocket handshake has to arrive whole "
+        "(default %(default)s)",
+    )
     storm = p.add_argument_group("MessageStorm")
     storm.add_argument(
         "--monitor-token",
@@ -194,6 +224,7 @@ async def run_worker(args: argparse.Namespace, clustered: bool) -> None:
         ping_timeout=args.ping_timeout,
         max_payload=args.max_payload,
         connect_timeout=args.connect_timeout,
+        max_queued=args.max_queued,
     )
     storm = Storm(
         server,
@@ -213,6 +244,9 @@ async def run_worker(args: argparse.Namespace, clustered: bool) -> None:
         metrics=storm.metrics,
         cors_origin=args.cors_origin,
         handoff_dir=args.run_dir,
+        handshake_timeout=args.handshake_timeout,
+        max_per_address=args.max_conns_per_address,
+        limit_loopback=args.limit_loopback,
         backlog=4096,
     )
     storm.listener = listener
@@ -233,6 +267,25 @@ async def run_worker(args: argparse.Namespace, clustered: bool) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    # Graceful: no new connection or operation; the running ones end (or time out)
+    # and their monitors get the final status; then every client gets a close frame.
+    # A second signal cuts the wait short.
+    listener.stop_accepting()
+    if storm.running:
+        log.info(
+            "worker %s shutting down: waiting for %d operations (%.0f s at most)",
+            tag,
+            len(storm.running),
+            args.op_timeout,
+        )
+    stop.clear()
+    waits = [
+        asyncio.ensure_future(storm.drain(args.op_timeout + 1)),
+        asyncio.ensure_future(stop.wait()),
+    ]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
     log.info("worker %s shutting down: closing %d connections", tag, server.stats.connections)
     listener.close()
     await listener.wait_closed()
@@ -250,6 +303,9 @@ def worker_command(args: argparse.Namespace) -> list[str]:
         "--ping-timeout": args.ping_timeout,
         "--max-payload": args.max_payload,
         "--connect-timeout": args.connect_timeout,
+        "--max-queued": args.max_queued,
+        "--max-conns-per-address": args.max_conns_per_address,
+        "--handshake-timeout": args.handshake_timeout,
         "--monitor-token": args.monitor_token,
         "--op-timeout": args.op_timeout,
         "--max-tree-leaves": args.max_tree_leaves,
@@ -262,6 +318,8 @@ def worker_command(args: argparse.Namespace) -> list[str]:
     for option, value in options.items():
         if value is not None:
             command += [option, str(value)]
+    if args.limit_loopback:
+        command.append("--limit-loopback")
     return command
 
 
@@ -295,7 +353,12 @@ def main(argv: list[str] | None = None) -> int:
             "Redis" if args.bus != "embedded" else "embedded",
             workers * per_worker(soft),
         )
-        supervisor = Supervisor(workers, worker_command(args), embedded_bus=args.bus == "embedded")
+        supervisor = Supervisor(
+            workers,
+            worker_command(args),
+            embedded_bus=args.bus == "embedded",
+            stop_timeout=args.op_timeout + 15,  # the workers' drain, and some
+        )
         with contextlib.suppress(KeyboardInterrupt):
             return uvloop.run(supervisor.run())
         return 0

@@ -56,6 +56,7 @@ def test_frames_refuse_what_cannot_be_written(module: object) -> None:
 class FakeConnection:
     def __init__(self, closed: bool = False) -> None:
         self.closed = closed
+        self.paused = False
         self.sent: list[bytes] = []
 
     def send_text(self, frame: bytes) -> None:

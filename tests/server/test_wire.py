@@ -163,6 +163,8 @@ BAD_INPUT = [
     ("frame over maxPayload", [b'42["message","' + b"x" * 20_000 + b'"]'], 1009),
     ("deeply nested JSON", [b'42["message",' + b"[" * 1100 + b"]" * 1100 + b"]"], 1002),
     ("reserved event name", [b'42["disconnect"]'], 1002),
+    ("ack id out of range", [b'4299999999999999999["message-with-ack",1]'], 1002),
+    ("a number too large for a double", [b'42["message",1e999]'], 1002),
     ("continuation with nothing to continue", ["continuation"], 1002),
 ]
 
@@ -193,6 +195,27 @@ async def test_bad_input_closes_only_that_connection(
     bystander.send(b'42["message","unharmed"]')
     assert await bystander.recv() == b'42["message-back","unharmed"]'
     assert served.sio.stats.connections == 1
+    bystander.close()
+
+
+async def test_a_truncated_frame_is_closed_at_ping_timeout(served: Served) -> None:
+    """A frame that announces 200 bytes and sends 10: the server waits for the rest,
+    the pong cannot come, the heartbeat closes it; nobody else notices."""
+    bystander = await served.client()
+    await bystander.join()
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(
+        b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    writer.write(b"\x81\xfe\x00\xc8" + b"\x00" * 4 + b"42[\"messa")  # 200 bytes announced
+    await asyncio.wait_for(reader.read(), 3)  # the open packet, pings, then the close
+    assert served.sio.stats.disconnects["ping timeout"] == 1
+    bystander.send(b'42["message","unharmed"]')
+    assert await bystander.recv() == b'42["message-back","unharmed"]'
+    writer.close()
     bystander.close()
 
 
