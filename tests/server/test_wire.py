@@ -210,7 +210,7 @@ async def test_a_truncated_frame_is_closed_at_ping_timeout(served: Served) -> No
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
-    writer.write(b"\x81\xfe\x00\xc8" + b"\x00" * 4 + b"42[\"messa")  # 200 bytes announced
+    writer.write(b"\x81\xfe\x00\xc8" + b"\x00" * 4 + b'42["messa')  # 200 bytes announced
     await asyncio.wait_for(reader.read(), 3)  # the open packet, pings, then the close
     assert served.sio.stats.disconnects["ping timeout"] == 1
     bystander.send(b'42["message","unharmed"]')
