@@ -7,7 +7,7 @@ PEER_NODE_DIR := bench/peers/node_socketio
 STAMP := $(VENV)/.installed
 SOURCES := $(shell find msstorm -name '*.pyx' -o -name '*.pxd' -o -name '*.py' | grep -v __pycache__)
 
-.PHONY: help storm server build wheel test test-fast lint format bench clean node-deps system-deps
+.PHONY: help storm server build wheel test test-fast lint format bench fuzz clean node-deps system-deps
 
 help:
 	@echo "make storm     a whole storm here: server, 10,000 clients, a scenario, the report"
@@ -17,6 +17,7 @@ help:
 	@echo "make test-fast the protocol tests only (no sockets)"
 	@echo "make lint      ruff, mypy --strict, cython-lint"
 	@echo "make bench     the quick benchmarks, a few minutes (results in bench/results/)"
+	@echo "make fuzz      every decoder under atheris, FUZZ_SECONDS (30) each"
 	@echo "make wheel     build a wheel into dist/"
 	@echo "make clean     remove build output"
 
@@ -75,6 +76,24 @@ bench: build node-deps
 	$(BIN)/python bench/run_engine.py --quick
 	$(BIN)/python bench/run_broadcast.py --quick
 	$(BIN)/python bench/run_storm.py --quick
+
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := socketio_packet session http_requests polling_payload handshake_query \
+	pokeback_frame bus_message packed_histogram
+
+# Coverage-guided fuzzing of every decoder of untrusted input (tests/fuzz/targets.py);
+# the corpus grows in build/fuzz/, a crashing input is left in build/fuzz/crash-*.
+fuzz: build
+	$(BIN)/pip install --quiet atheris
+	@for target in $(FUZZ_TARGETS); do \
+		mkdir -p build/fuzz/$$target; \
+		echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
+		$(BIN)/python tests/fuzz/run.py $$target build/fuzz/$$target \
+			-max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/ \
+			> build/fuzz/$$target.log 2>&1; status=$$?; \
+		tail -n 2 build/fuzz/$$target.log; \
+		[ $$status -eq 0 ] || { echo "see build/fuzz/$$target.log"; exit $$status; }; \
+	done
 
 wheel: $(BIN)/python
 	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
