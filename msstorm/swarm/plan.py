@@ -20,8 +20,12 @@ RESERVED_FDS = 64
 # Connections a process holds at most by default, whatever its file limit:
 # a process is one core's worth of event loop.
 DEFAULT_PER_PROCESS = 15_000
-# Share of the ephemeral port range we allow ourselves on one source address.
-PORT_SHARE = 0.9
+# Share of the ephemeral port range we allow ourselves on one source address: the
+# kernel finds a free port for each connect() by probing, and a range kept mostly
+# free keeps that one or two probes (at 90% the ramp slowed to a crawl).
+PORT_SHARE = 0.25
+# Loopback source addresses a swarm may spread over: 127.0.0.2 and up.
+MAX_SOURCES = 65_000
 
 
 class PlanError(ValueError):
@@ -103,9 +107,12 @@ def make_plan(
         per_address = int(ports * PORT_SHARE)
         if is_loopback(url) and conns > per_address:
             count = -(-conns // per_address)
-            if count > 250:
-                raise PlanError(f"{conns:,} connections need more than 250 loopback sources")
-            source_ips = [f"127.0.0.{2 + i}" for i in range(count)]
+            if count > MAX_SOURCES:
+                raise PlanError(
+                    f"{conns:,} connections need more than {MAX_SOURCES:,} loopback sources"
+                )
+            first = int(ipaddress.ip_address("127.0.0.2"))
+            source_ips = [str(ipaddress.ip_address(first + i)) for i in range(count)]
     elif source_ips and conns > len(source_ips) * ports:
         raise PlanError(
             f"{conns:,} connections over {len(source_ips)} source addresses exceed "

@@ -18,6 +18,7 @@ import os
 import random
 import resource
 import signal
+import socket
 import sys
 import time
 from collections import Counter
@@ -69,6 +70,29 @@ def error_kind(exc: BaseException) -> str:
     if isinstance(exc, WSError):
         return "handshake rejected"
     return type(exc).__name__
+
+
+# Linux: bind() picks no port; connect() picks one unique for the whole 4-tuple.
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+def bound_socket(address: str) -> socket.socket:
+    """A TCP socket whose connections leave from ``address``.
+
+    A plain bind((address, 0)) makes the kernel find a port free for that address
+    among every socket bound to it: a search that grows with the connections, until
+    it is the whole machine's CPU at a few hundred thousand. Leaving the port to
+    connect() makes it a hash lookup.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if sys.platform.startswith("linux"):
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((address, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class Swarm:
@@ -152,7 +176,7 @@ class Swarm:
         kwargs: dict[str, Any] = {}
         if self.source_ips:
             address = self.source_ips[(self.first_slot + slot) % len(self.source_ips)]
-            kwargs["local_addr"] = (address, 0)
+            kwargs["socket_factory"] = lambda _url: bound_socket(address)
         try:
             _, _client = await ws_connect(
                 lambda: self._client(slot),
