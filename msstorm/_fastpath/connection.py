@@ -20,6 +20,7 @@ from typing import Any
 import picows.picows
 from picows import WSCloseCode, WSMsgType
 
+from msstorm._fastpath.wire import lean as _lean
 from msstorm._fastpath.wire import send as _send
 from msstorm._fastpath.wire import trim as _trim
 from msstorm.protocol.errors import PayloadTooLarge, ProtocolError
@@ -268,6 +269,8 @@ class Connection(picows.picows.WSListener):
         action = session.on_timer(now)
         if action == TIMER_PING:
             self.send_text(_PING_FRAME)  # not the transport's: polling sessions queue it
+            if self.transport is not None:
+                _lean(self.transport)  # what a burst of input made the read buffer grow to
         elif action == TIMER_PING_TIMEOUT:
             self.close(WSCloseCode.OK, "ping timeout")
             return

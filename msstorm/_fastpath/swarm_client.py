@@ -21,6 +21,7 @@ import orjson
 import picows.picows
 from picows import WSMsgType
 
+from msstorm._fastpath.wire import lean as _lean
 from msstorm._fastpath.wire import send as _send
 from msstorm._fastpath.wire import trim as _trim
 
@@ -65,6 +66,7 @@ class SwarmClient(picows.picows.WSListener):
         kind = data[0]
         if kind == _PING:
             transport.send(_TEXT, _PONG)
+            _lean(transport)  # give back what a burst made the read buffer grow to
         elif kind == _MESSAGE:
             self.swarm.log_message(self.slot, data)
             if data.startswith(_POKE):

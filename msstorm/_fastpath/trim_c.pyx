@@ -6,18 +6,113 @@ and response (headers: about 2 KB) and a 1 KB write buffer. msstorm writes
 frames from its own shared buffer (``connection._send``), so picows's buffer only
 ever holds a ping or a close frame: 64 bytes are plenty, and it grows by itself
 if ever needed.
+
+picows also gives every connection a read buffer of 2 KiB at least (it will not
+make a smaller one) for frames that are a hundred bytes here, and keeps two
+futures (the handshake's, the disconnection's) and the handshake's key for as
+long as the connection lives. ``trim`` puts one shared, done future in place of
+the futures and drops the key; ``lean`` cuts the read buffer to
+``LEAN_CAPACITY``. picows grows it again by itself when a read needs more, and a
+later ``lean`` (the heartbeat calls it at each ping) gives that back.
+
+picows does not export its protocol object's fields, so ``trim`` and ``lean``
+reach them through the layout that picows 2.3.1 (the pinned version) gives its
+WSProtocol, after checking that layout against what must be there: the
+transport, the event loop, the handshake done, picows's HTTP limit. Where
+anything differs they leave the protocol alone; the tests fail the day they
+stop finding the layout.
 """
 
-from cpython.mem cimport PyMem_Realloc
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from picows.picows cimport MemoryBuffer, WSTransport
 
 cdef Py_ssize_t SMALL = 64
+# picows keeps 256 bytes beyond what it reads into, for its SIMD frame parser.
+cdef Py_ssize_t PARSER_MARGIN = 256
+LEAN_CAPACITY = 768
+cdef Py_ssize_t _LEAN_CAPACITY = LEAN_CAPACITY
+cdef int READ_HEADER = 1  # picows's parser state once the handshake is done
+cdef Py_ssize_t HTTP_MAX_SIZE = 16 * 1024  # picows's limit on a handshake's head
+
+cdef extern from *:
+    """
+    /* The fields of picows 2.3.1's WSProtocol object up to its read buffer, in
+       the order picows declares them (Cython lays an object out that way). */
+    typedef struct {
+        PyObject_HEAD
+        void *vtab;
+        PyObject *transport;
+        PyObject *listener;
+        PyObject *listener_factory;
+        PyObject *host_port;
+        PyObject *ws_path;
+        PyObject *logger;
+        int log_debug_enabled;
+        int is_client_side;
+        int disconnect_on_exception;
+        PyObject *disconnect_exception;
+        PyObject *loop;
+        PyObject *handshake_timeout;
+        PyObject *handshake_timeout_handle;
+        PyObject *handshake_complete_future;
+        Py_ssize_t http_max_size;
+        PyObject *websocket_key_b64;
+        Py_ssize_t max_frame_size;
+        int enable_auto_pong;
+        int enable_auto_ping;
+        PyObject *auto_ping_idle_timeout;
+        PyObject *auto_ping_reply_timeout;
+        int auto_ping_strategy;
+        PyObject *auto_ping_loop_task;
+        double last_data_time;
+        PyObject *extra_headers;
+        int state;
+        PyObject *read_buffer;
+        Py_ssize_t new_data_start_pos;
+    } msstorm_picows_protocol;
+    """
+    ctypedef struct msstorm_picows_protocol:
+        PyObject* transport
+        PyObject* listener_factory
+        PyObject* loop
+        PyObject* handshake_complete_future
+        Py_ssize_t http_max_size
+        PyObject* websocket_key_b64
+        int state
+        PyObject* read_buffer
+        Py_ssize_t new_data_start_pos
+
+
+# One future, done, stands for every connection's finished handshake and, on the
+# server, for its disconnection, which nobody awaits there: picows only asks them
+# whether they are done (two futures, 320 bytes a connection, otherwise).
+_DONE = None
+
+
+cdef inline object _done_future(object loop):
+    global _DONE
+    if _DONE is None:
+        _DONE = loop.create_future()
+        _DONE.set_result(None)
+    return _DONE
+
+
+cdef inline void _replace(PyObject** field, object value) noexcept:
+    cdef PyObject* old = field[0]
+    Py_INCREF(value)
+    field[0] = <PyObject*>value
+    Py_XDECREF(old)
 
 
 cpdef trim(WSTransport transport):
-    """Drop the handshake's request and response; shrink the write buffer."""
+    """Drop the handshake's request and response, and its futures and key; shrink the
+    write and read buffers."""
     transport.request = None
     transport.response = None
+    if not transport.is_client_side:  # a client's owner may wait for its disconnection
+        transport.disconnected_future = _done_future(transport._loop)
     cdef MemoryBuffer buffer = transport._write_buffer
     cdef void* data
     if buffer.capacity > SMALL and buffer.size <= SMALL:
@@ -25,3 +120,69 @@ cpdef trim(WSTransport transport):
         if data != NULL:
             buffer.data = <char*>data
             buffer.capacity = SMALL
+    cdef msstorm_picows_protocol* fields = _fields(transport)
+    if fields != NULL:
+        if (<object>fields.handshake_complete_future).done():
+            _replace(&fields.handshake_complete_future, _done_future(transport._loop))
+        _replace(&fields.websocket_key_b64, None)  # only the handshake needs it
+    lean(transport)
+
+
+cdef msstorm_picows_protocol* _fields(WSTransport transport) except? NULL:
+    """The fields of the connection's picows protocol, or NULL when its layout is not
+    the one expected."""
+    protocol = transport.underlying_transport.get_protocol()
+    cdef msstorm_picows_protocol* fields = <msstorm_picows_protocol*><PyObject*>protocol
+    # Each check compares a field with what it must hold, without following it,
+    # before any field is followed.
+    if (
+        fields.transport != <PyObject*>transport
+        or fields.loop != <PyObject*>transport._loop
+        or fields.listener_factory != <PyObject*>None
+        or fields.http_max_size != HTTP_MAX_SIZE
+        or fields.state != READ_HEADER
+        or fields.read_buffer == NULL
+        or fields.handshake_complete_future == NULL
+        or fields.websocket_key_b64 == NULL
+        or type(<object>fields.read_buffer) is not MemoryBuffer
+    ):
+        return NULL
+    return fields
+
+
+cdef MemoryBuffer _read_buffer(WSTransport transport, Py_ssize_t* unread):
+    """The connection's read buffer and how much of it is unread, or None."""
+    cdef msstorm_picows_protocol* fields = _fields(transport)
+    if fields == NULL:
+        return None
+    unread[0] = fields.new_data_start_pos
+    return <MemoryBuffer>fields.read_buffer
+
+
+cpdef bint lean(WSTransport transport) except -1:
+    """Cut the connection's read buffer back to LEAN_CAPACITY bytes when it holds no
+    unread data; False when picows's layout was not the one expected (nothing done)."""
+    cdef Py_ssize_t unread = 0
+    cdef MemoryBuffer buffer = _read_buffer(transport, &unread)
+    if buffer is None:
+        return False
+    cdef void* data
+    if buffer.capacity > _LEAN_CAPACITY and unread == 0:
+        # A new block rather than a realloc in place: the old one is freed whole,
+        # for the next connection's picows to take (it asks for 2 KiB each time),
+        # where a shrunk block would leave its tail as a fragment nobody fits.
+        data = PyMem_Malloc(_LEAN_CAPACITY)
+        if data == NULL:
+            return True  # the old buffer stays; it is still valid
+        PyMem_Free(buffer.data)
+        buffer.data = <char*>data
+        buffer.capacity = _LEAN_CAPACITY
+        buffer.size = _LEAN_CAPACITY - PARSER_MARGIN
+    return True
+
+
+def read_buffer_capacity(WSTransport transport):
+    """The capacity of the connection's read buffer (for tests), or None if not found."""
+    cdef Py_ssize_t unread = 0
+    cdef MemoryBuffer buffer = _read_buffer(transport, &unread)
+    return None if buffer is None else buffer.capacity

@@ -5,7 +5,8 @@ buffer, which then keeps the size of the largest frame the connection ever
 sent. ``send`` here copies the frame into one buffer shared by every connection
 of the process, with room in front for the WebSocket header, and has picows
 write it from there. ``trim`` gives back, once the handshake is done, what
-picows keeps and we do not use (compiled only: see ``trim_c.pyx``).
+picows keeps and we do not use, and ``lean`` gives back later what a burst made
+its read buffer grow to (compiled only: see ``trim_c.pyx``).
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ from __future__ import annotations
 from typing import Any
 
 try:
-    from msstorm._fastpath.trim_c import trim
+    from msstorm._fastpath.trim_c import lean, trim
 except ImportError:  # not built: picows keeps its buffers
 
     def trim(transport: Any) -> None:
         """Nothing can be trimmed from Python."""
 
+    def lean(transport: Any) -> bool:
+        """Nothing can be trimmed from Python."""
+        return False
 
-__all__ = ["HEADROOM", "SHARED_UP_TO", "send", "trim"]
+
+__all__ = ["HEADROOM", "SHARED_UP_TO", "lean", "send", "trim"]
 
 HEADROOM = 14  # the largest WebSocket header (a client's, with its mask)
 SHARED_UP_TO = 65536  # larger frames go through picows without a copy anyway
