@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import resource
+import secrets
 import shlex
 import statistics
 import subprocess
@@ -301,6 +302,12 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     for row in rows:
         lines.append("| " + " | ".join(str(cell) for cell in row) + " |")
     return "\n".join(lines)
+
+
+def token() -> str:
+    """A monitor token for a benchmark's server: hex, never a leading "-" that a
+    command-line parser would take for an option."""
+    return secrets.token_hex(16)
 
 
 def progress(message: str) -> None:

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -35,7 +34,7 @@ from bench import common
 from msstorm.monitor.client import MonitorClient
 
 PY = sys.executable
-TOKEN = secrets.token_urlsafe(12)
+TOKEN = common.token()
 SEPARATOR = b"\x1e"
 
 

@@ -4,7 +4,7 @@
     python bench/run_scale.py --target 200000 --no-cross
     python bench/run_scale.py --cross-only
 
-1. Calibration: 40,000 clients on 2 workers give the memory one connection costs
+1. Calibration: 40,000 clients on 3 workers give the memory one connection costs
    (server and swarm user space, kernel slab for both ends); with what the
    machine has available, less a reserve, that says how many fit. The target is
    the smaller of that and ``--target``.
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import statistics
 import sys
 import tempfile
@@ -100,7 +99,7 @@ class Storm:
         self.conns = conns
         self.ping_ms = ping_ms
         self.port = free_port()
-        self.token = secrets.token_urlsafe(12)
+        self.token = common.token()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server: Child | None = None
         self.swarm: Child | None = None
@@ -123,8 +122,10 @@ class Storm:
         await asyncio.sleep(1.5)  # each worker's view of the others is fresh
 
     def start_swarm(self) -> None:
+        # As few swarm processes as the open-file limit allows: each costs ~30 MB.
+        procs = max(2, -(-self.conns // 19_000))
         command = [PY, "-m", "msstorm.swarm.cli", "--url", self.url, "--no-log"]
-        command += ["--conns", str(self.conns)]
+        command += ["--conns", str(self.conns), "--procs", str(procs)]
         self.swarm = Child(f"swarm-{self.conns}", command, self.workdir)
 
     async def overview(self) -> dict[str, Any]:
@@ -252,8 +253,8 @@ async def amain(args: argparse.Namespace) -> int:
     sections: list[str] = []
     try:
         if not args.cross_only:
-            common.progress(f"calibration: {CALIBRATION:,} clients on 2 workers")
-            calibration = await hold(workdir, CALIBRATION, 2, args.ping_interval, False)
+            common.progress(f"calibration: {CALIBRATION:,} clients on 3 workers")
+            calibration = await hold(workdir, CALIBRATION, 3, args.ping_interval, False)
             room = fits(calibration)
             target = min(args.target, room)
             common.progress(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import sys
 import tempfile
 import time
@@ -155,7 +154,7 @@ def minutes_of(soak: Soak) -> list[dict[str, Any]]:
 
 
 async def amain(args: argparse.Namespace) -> int:
-    token = secrets.token_urlsafe(12)
+    token = common.token()
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="msstorm-soak-"))
     command = [PY, "-m", "msstorm.storm.cli", "--port", str(port), "--monitor-token", token]

@@ -49,7 +49,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import secrets
 import shutil
 import signal
 import sys
@@ -1179,7 +1178,7 @@ async def amain(args: argparse.Namespace) -> int:
         f"storm: {', '.join(names)} at N = {plan.conns:,}; logs in {workdir}"
         + (" (quick mode)" if args.quick else "")
     )
-    token = secrets.token_hex(16)  # never a leading "-" that a parser takes for an option
+    token = common.token()
     echo = EchoFloor(plan, workdir)
     runs: dict[str, ServerRun] = {}
     for name in names:

@@ -113,6 +113,7 @@ class Storm:
         self._timers: list[asyncio.TimerHandle] = []
         self.listener: Any = None  # the listener serving self.server, once there is one
         self.draining = False  # shutting down: no new operation
+        self._last_beat = time.monotonic()
         # What the shards of ended operations counted, for /metrics.
         self.rtt_history = Histogram()
         self._retired = [0, 0]  # pokes sent, answers received
@@ -525,8 +526,14 @@ class Storm:
         self._count_self()
         me = self.membership.peers[self.tag]
         self.bus.publish({"t": "beat", "clients": me.clients, "pid": me.pid})
-        for tag in self.membership.expire():
-            self._worker_gone(tag)
+        now = time.monotonic()
+        # A beat late by more than a second means this worker was the one stalled
+        # (more workers than cores, a long fan-out): its peers' beats are still
+        # waiting to be read, so nobody is taken for gone on this round.
+        if now - self._last_beat < 2 * BEAT_EVERY:
+            for tag in self.membership.expire():
+                self._worker_gone(tag)
+        self._last_beat = now
         self._timers.append(asyncio.get_running_loop().call_later(BEAT_EVERY, self._beat))
         del self._timers[:-2]
 

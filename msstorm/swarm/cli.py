@@ -23,6 +23,7 @@ import orjson
 import uvloop
 
 from .plan import Plan, PlanError, make_plan, parse_source_ips
+from .worker import CONCURRENT_DIALS, SWARM_DIALS
 
 EPILOG = """\
 examples:
@@ -135,6 +136,8 @@ async def run(args: argparse.Namespace, plan: Plan) -> Totals:
             str(count),
             "--ramp",
             str(args.ramp / plan.procs if args.ramp else 0),
+            "--dials",
+            str(max(16, min(CONCURRENT_DIALS, SWARM_DIALS // plan.procs))),
             "--source-ips",
             ",".join(plan.source_ips),
         ]

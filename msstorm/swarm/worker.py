@@ -34,8 +34,11 @@ from msstorm._fastpath.swarm_client import JOINED
 
 from .messagelog import MessageLog
 
-# Connections being dialled at once, per process.
+# Connections being dialled at once, per process, unless told (msstorm-client
+# shares SWARM_DIALS among its processes: a hundred processes dialling 256 each
+# would keep more handshakes in flight than two cores finish before they time out).
 CONCURRENT_DIALS = 256
+SWARM_DIALS = 2048
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 REPORT_EVERY = 0.5
@@ -106,6 +109,7 @@ class Swarm:
         source_ips: list[str],
         ramp: float,
         log: MessageLog,
+        dials: int = CONCURRENT_DIALS,
     ) -> None:
         self.url = url
         self.first_slot = first_slot
@@ -123,7 +127,7 @@ class Swarm:
         self.closing = False
         self.rss_before = _rss_bytes()  # before any connection: the interpreter's own
         self.cpu_when_joined: float | None = None  # CPU seconds when every slot first joined
-        self._gate = asyncio.Semaphore(CONCURRENT_DIALS)
+        self._gate = asyncio.Semaphore(dials)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- called by SwarmClient ------------------------------------------------
@@ -277,7 +281,7 @@ def emit(report: dict[str, Any]) -> None:
 async def run(args: argparse.Namespace) -> None:
     url = ws_url(args.url, args.path)
     log = MessageLog(args.log)
-    swarm = Swarm(url, args.first_slot, args.count, args.source_ips, args.ramp, log)
+    swarm = Swarm(url, args.first_slot, args.count, args.source_ips, args.ramp, log, args.dials)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -301,6 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first-slot", type=int, default=0)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--ramp", type=float, default=0.0)
+    parser.add_argument("--dials", type=int, default=CONCURRENT_DIALS)
     parser.add_argument("--source-ips", default="")
     parser.add_argument("--log", default=None)
     args = parser.parse_args(argv)
