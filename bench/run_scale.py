@@ -22,7 +22,7 @@
 
 The heartbeat runs every ``--ping-interval`` ms (60 s by default here: at a
 million clients the 25 s default alone is 40,000 pings a second on 2 cores).
-Results: bench/results/scale.jsonl and scale.md.
+Results: bench/results/scale.jsonl, scale.md and cross-worker.md.
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ async def amain(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="msstorm-scale-"))
     context = common.context()
     records: list[dict[str, Any]] = []
-    sections: list[str] = []
+    sections: list[tuple[str, str, str]] = []  # (file, title, text)
     try:
         if not args.cross_only:
             common.progress(f"calibration: {CALIBRATION:,} clients on 3 workers")
@@ -265,24 +265,28 @@ async def amain(args: argparse.Namespace) -> int:
             workers = -(-target // 19_744)
             held = await hold(workdir, target, max(workers, 2), args.ping_interval, True)
             records += scale_records(calibration, held, room, args.target)
-            sections.append(scale_section(calibration, held, room, args.target))
+            sections.append(
+                ("scale.md", "The scale run", scale_section(calibration, held, room, args.target))
+            )
         if not args.no_cross:
             rows = await cross(workdir, args.ping_interval, args.repeats)
             records += [{"figure": "cross-worker", **row} for row in rows]
-            sections.append(cross_section(rows))
+            sections.append(("cross-worker.md", "Cross-worker cost", cross_section(rows)))
     finally:
         kill_leftovers()
     common.append_jsonl("scale", [record | context for record in records])
-    text = (
-        "# The scale run\n\n"
+    head = (
         f"`{context['command']}` at `{context['git']['commit'][:12]}`, {context['time']}: "
         f"{context['machine']['cores']} cores, "
         f"{context['machine']['memory_kB'] / GIB:.1f} GiB, open files "
         f"{context['machine']['rlimit_nofile'][0]:,} per process; server and swarm on this "
-        f"machine, heartbeat every {args.ping_interval / 1000:.0f} s.\n\n" + "\n\n".join(sections)
+        f"machine, heartbeat every {args.ping_interval / 1000:.0f} s.\n\n"
     )
-    common.write_text("scale.md", text + "\n")
-    print(text)
+    # One file per part, so that running one part leaves the other's figures alone.
+    for name, title, section in sections:
+        text = f"# {title}\n\n{head}{section}\n"
+        common.write_text(name, text)
+        print(text)
     return 0
 
 

@@ -85,9 +85,9 @@ cdef extern from *:
         Py_ssize_t new_data_start_pos
 
 
-# One future, done, stands for every connection's finished handshake and, on the
-# server, for its disconnection, which nobody awaits there: picows only asks them
-# whether they are done (two futures, 320 bytes a connection, otherwise).
+# One future, done, stands for every connection's finished handshake and for its
+# disconnection, which nobody in msstorm awaits: picows only asks them whether
+# they are done (two futures, 320 bytes a connection, otherwise).
 _DONE = None
 
 
@@ -111,8 +111,8 @@ cpdef trim(WSTransport transport):
     write and read buffers."""
     transport.request = None
     transport.response = None
-    if not transport.is_client_side:  # a client's owner may wait for its disconnection
-        transport.disconnected_future = _done_future(transport._loop)
+    # Nothing in msstorm awaits wait_disconnected(): it answers at once after this.
+    transport.disconnected_future = _done_future(transport._loop)
     cdef MemoryBuffer buffer = transport._write_buffer
     cdef void* data
     if buffer.capacity > SMALL and buffer.size <= SMALL:
