@@ -583,11 +583,20 @@ class Storm:
         self._drop(op.id)
 
     async def _collect(self, op: Operation, detail: bool) -> dict[str, Collected]:
+        parts: dict[str, Collected] = {}
         workers = sorted(op.workers())
+        if self.tag in workers:  # this worker's own part needs no trip through the bus
+            workers.remove(self.tag)
+            shard = self.shards.get(f"{op.id}@{self.tag}")
+            if shard is not None:
+                answers = b",".join(shard.answers()) if detail else b""
+                part = Collected(*shard.counts(), shard.table.rtt, shard.table.delay, answers)
+                parts[self.tag] = part
+                if not op.done:
+                    op.progress[self.tag] = shard.counts()
         replies = await _settle(
             [self._ask(tag, {"t": "collect", "op": op.id, "detail": detail}) for tag in workers]
         )
-        parts: dict[str, Collected] = {}
         for tag, reply in zip(workers, replies, strict=True):
             if isinstance(reply, BaseException):
                 continue  # gone or silent: its last counts stand
