@@ -21,7 +21,6 @@ import orjson
 import picows.picows
 from picows import WSMsgType
 
-from msstorm._fastpath.wire import lean as _lean
 from msstorm._fastpath.wire import send as _send
 from msstorm._fastpath.wire import trim as _trim
 
@@ -66,7 +65,7 @@ class SwarmClient(picows.picows.WSListener):
         kind = data[0]
         if kind == _PING:
             transport.send(_TEXT, _PONG)
-            _lean(transport)  # give back what a burst made the read buffer grow to
+            self.swarm.lean_soon(transport)  # what a burst made the read buffer grow to
         elif kind == _MESSAGE:
             self.swarm.log_message(self.slot, data)
             if data.startswith(_POKE):
@@ -75,6 +74,8 @@ class SwarmClient(picows.picows.WSListener):
                 if self.state == OPENING:
                     self.state = JOINED
                     self.swarm.joined(self)
+                    # The handshake's bytes filled the read buffer: give it back now.
+                    self.swarm.lean_soon(transport)
             elif data.startswith(b"44"):
                 self.swarm.refused(self, data)
                 transport.disconnect()

@@ -161,7 +161,11 @@ cdef MemoryBuffer _read_buffer(WSTransport transport, Py_ssize_t* unread):
 
 cpdef bint lean(WSTransport transport) except -1:
     """Cut the connection's read buffer back to LEAN_CAPACITY bytes when it holds no
-    unread data; False when picows's layout was not the one expected (nothing done)."""
+    unread data; False when picows's layout was not the one expected (nothing done).
+
+    Not from inside a frame callback: picows may hold the next frame, parsed already,
+    in the buffer (lean finds the buffer busy then, and leaves it).
+    """
     cdef Py_ssize_t unread = 0
     cdef MemoryBuffer buffer = _read_buffer(transport, &unread)
     if buffer is None:

@@ -31,6 +31,7 @@ from picows import WSError, ws_connect
 
 from msstorm._fastpath import SwarmClient
 from msstorm._fastpath.swarm_client import JOINED
+from msstorm._fastpath.wire import lean
 
 from .messagelog import MessageLog
 
@@ -131,6 +132,11 @@ class Swarm:
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- called by SwarmClient ------------------------------------------------
+
+    def lean_soon(self, transport: Any) -> None:
+        """Cut the connection's read buffer once picows is done with the frames in it
+        (never from inside a frame callback: the next frame may still point into it)."""
+        asyncio.get_running_loop().call_soon(lean, transport)
 
     def joined(self, client: Any) -> None:
         self.joined_now += 1
