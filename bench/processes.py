@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from bench import common
 
@@ -121,3 +122,18 @@ async def wait_listening(child: Child, port: int, timeout: float = 30.0) -> None
         if time.monotonic() > deadline:
             raise BenchError(f"{child.name} not listening after {timeout:.0f} s\n{child.tail()}")
         await asyncio.sleep(0.05)
+
+
+async def wait_for_clients(
+    monitor: Any, n: int, label: str, timeout: float = 300.0, every: float = 2.0
+) -> None:
+    """Wait until the server's cluster counts ``n`` clients, saying so every ``every`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        clients = (await monitor.status_request(detail=False))["clients"]
+        common.progress(f"[{label}] {clients:,}/{n:,} clients")
+        if clients >= n:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"{label}: only {clients:,} of {n:,} clients after {timeout:.0f} s")
+        await asyncio.sleep(every)

@@ -31,6 +31,7 @@ if __package__ in (None, ""):
 import uvloop
 
 from bench import common
+from bench.processes import wait_for_clients
 from msstorm.monitor.client import MonitorClient
 
 PY = sys.executable
@@ -145,18 +146,6 @@ class Server:
                 os.killpg(self.process.pid, signal.SIGKILL)
 
 
-async def wait_clients(monitor: MonitorClient, n: int, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        clients = (await monitor.status_request(detail=False))["clients"]
-        common.progress(f"[{what}] {clients:,}/{n:,} clients")
-        if clients >= n:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: {clients} of {n} clients after {timeout} s")
-        await asyncio.sleep(1.0)
-
-
 async def measure(kind: str, n: int, repeats: int) -> dict[str, Any]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -202,7 +191,7 @@ async def measure(kind: str, n: int, repeats: int) -> dict[str, Any]:
                     start_new_session=True,
                 )
             )
-        await wait_clients(monitor, n, kind)
+        await wait_for_clients(monitor, n, kind, timeout=120, every=1.0)
         await asyncio.sleep(3.0)  # settle
         memory = (server.rss_kib() - rss_before) / n
         elapsed, cpu_per = [], []

@@ -29,7 +29,14 @@ if __package__ in (None, ""):
 import uvloop
 
 from bench import common
-from bench.processes import BenchError, Child, free_port, kill_leftovers, wait_listening
+from bench.processes import (
+    BenchError,
+    Child,
+    free_port,
+    kill_leftovers,
+    wait_for_clients,
+    wait_listening,
+)
 from msstorm.monitor.client import MonitorClient
 
 PY = sys.executable
@@ -87,18 +94,6 @@ async def sample(soak: Soak, server: Child, swarm: Child) -> None:
         soak.rss.append((second, rss_kib(server_pids)))
         soak.cpu.append((second, cpu_of(server_pids), cpu_of(swarm_pids)))
         await asyncio.sleep(SAMPLE_EVERY)
-
-
-async def connected(monitor: MonitorClient, n: int, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        clients = (await monitor.status_request(detail=False))["clients"]
-        common.progress(f"connecting {clients:,}/{n:,}")
-        if clients >= n:
-            return
-        if time.monotonic() > deadline:
-            raise BenchError(f"only {clients:,} of {n:,} clients after {timeout:.0f} s")
-        await asyncio.sleep(2.0)
 
 
 async def storm(monitor: MonitorClient, soak: Soak, seconds: float, leaves: int) -> None:
@@ -180,7 +175,7 @@ async def amain(args: argparse.Namespace) -> int:
             ],
             workdir,
         )
-        await connected(monitor, args.conns)
+        await wait_for_clients(monitor, args.conns, "soak")
         await asyncio.sleep(3.0)
         soak = Soak()
         sampler = asyncio.ensure_future(sample(soak, server, swarm))

@@ -230,12 +230,8 @@ class Connection(picows.picows.WSListener):
         """Drop the connection at once, and what waits to be sent with it: no close
         frame, and a reset, so that the kernel does not keep the socket and its
         buffers trying to deliver them to a peer that does not read."""
-        if self.closed:
+        if not self._closing(reason):
             return
-        self.closed = True
-        self.close_reason = reason
-        self.fragments = None
-        self.held = None
         transport = self.transport
         if transport is not None:
             sock = transport.underlying_transport.get_extra_info("socket")
@@ -245,16 +241,22 @@ class Connection(picows.picows.WSListener):
 
     def close(self, code: Any = WSCloseCode.OK, reason: str = "forced close") -> None:
         """Close this connection with a WebSocket close frame; ``reason`` goes to the app."""
-        if self.closed:
+        if not self._closing(reason):
             return
-        self.closed = True
-        self.close_reason = reason
-        self.fragments = None
-        self.held = None
         transport = self.transport
         if transport is not None:
             transport.send_close(code, reason.encode())
             transport.disconnect()
+
+    def _closing(self, reason: str) -> bool:
+        """Mark the connection closed for ``reason``; False when it was already."""
+        if self.closed:
+            return False
+        self.closed = True
+        self.close_reason = reason
+        self.fragments = None
+        self.held = None
+        return True
 
     # -- time -----------------------------------------------------------------
 

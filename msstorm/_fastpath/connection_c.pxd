@@ -33,6 +33,7 @@ cdef class Connection(picows.picows.WSListener):
     cpdef send_binary(self, bytes frame)
     cdef bint _room(self) except -1
     cpdef abort(self, str reason)
+    cdef bint _closing(self, str reason) except -1
     cpdef send_frames(self, object frames)
     cpdef hold(self)
     cpdef release(self)
