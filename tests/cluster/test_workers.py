@@ -11,6 +11,8 @@ from collections import Counter
 from nodes import Node, free_port
 from stormkit import Clients
 
+CLIENTS = 2000  # a few thousand, over every worker
+
 
 def tag(sid: str | None) -> str:
     assert sid is not None
@@ -22,10 +24,10 @@ async def test_workers_act_as_one_server(nodes: list[Node]) -> None:
     nodes.append(node)
     await node.until(lambda h: h["cluster"]["workers"] == 3, what="3 workers")
     clients = Clients(node.url)
-    pokees = await clients.pokees_(240)
+    pokees = await clients.pokees_(CLIENTS)
     by_worker = Counter(tag(p.sid) for p in pokees)
     assert len(by_worker) == 3, by_worker  # the kernel spread them over every worker
-    await node.until(lambda h: h["cluster"]["clients"] == 240, what="240 clients in the view")
+    await node.until(lambda h: h["cluster"]["clients"] == CLIENTS, what="every client in the view")
     await asyncio.sleep(1.5)  # every worker's view, not only the one that answered, is fresh
     monitor = await clients.monitor()
     try:
@@ -40,9 +42,9 @@ async def test_workers_act_as_one_server(nodes: list[Node]) -> None:
         assert far.pokes[-1]["id"].split("@")[1].startswith(tag(far.sid))
         # A broadcast is answered by every client of every worker.
         ack = await monitor.initiate({"type": "broadcast"})
-        assert ack["expected"] == 240
+        assert ack["expected"] == CLIENTS
         status = await monitor.status_of(ack["op"])
-        assert (status["summary"]["received"], len(status["broadcast"])) == (240, 240)
+        assert (status["summary"]["received"], len(status["broadcast"])) == (CLIENTS, CLIENTS)
         # A tree's pokes land on several workers, and its links hold across them.
         ack = await monitor.initiate({"type": "tree", "treeLeaves": 128})
         status = await monitor.status_of(ack["op"])
@@ -54,12 +56,12 @@ async def test_workers_act_as_one_server(nodes: list[Node]) -> None:
             if entry["depth"]:
                 assert (entry["depth"] - 1, entry["parent"]) in answered
         overview = await monitor.request()
-        assert overview["clients"] == 240 and len(overview["cluster"]["perWorker"]) == 3
+        assert overview["clients"] == CLIENTS and len(overview["cluster"]["perWorker"]) == 3
         # /metrics, wherever the scrape lands, shows every worker.
         by_worker = await asyncio.to_thread(node.metric, "msstorm_clients")
-        assert len(by_worker) == 3 and sum(by_worker.values()) == 240
+        assert len(by_worker) == 3 and sum(by_worker.values()) == CLIENTS
         pokes = await asyncio.to_thread(node.metric, "msstorm_pokes_sent_total")
-        assert sum(pokes.values()) == 1 + 1 + 240 + 255
+        assert sum(pokes.values()) == 1 + 1 + CLIENTS + 255
     finally:
         await monitor.close()
         clients.close()
