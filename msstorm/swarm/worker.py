@@ -44,6 +44,7 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 REPORT_EVERY = 0.5
 HANDSHAKE_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 20.0  # TCP connect and WebSocket handshake together
 
 _PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("msstorm.swarm.picows"), {})
 
@@ -188,16 +189,19 @@ class Swarm:
             address = self.source_ips[(self.first_slot + slot) % len(self.source_ips)]
             kwargs["socket_factory"] = lambda _url: bound_socket(address)
         try:
-            _, _client = await ws_connect(
-                lambda: self._client(slot),
-                self.url,
-                use_aiofastnet=False,
-                read_buffer_init_size=2048,
-                websocket_handshake_timeout=HANDSHAKE_TIMEOUT,
-                logger_name=_PICOWS_LOG,
-                max_redirects=0,
-                **kwargs,
-            )
+            # The TCP connect too: a server whose accept queue is full drops our SYNs,
+            # and the kernel would retry them for minutes without a word.
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                _, _client = await ws_connect(
+                    lambda: self._client(slot),
+                    self.url,
+                    use_aiofastnet=False,
+                    read_buffer_init_size=2048,
+                    websocket_handshake_timeout=HANDSHAKE_TIMEOUT,
+                    logger_name=_PICOWS_LOG,
+                    max_redirects=0,
+                    **kwargs,
+                )
         except (TimeoutError, OSError, WSError) as exc:
             self.errors[error_kind(exc)] += 1
             self.attempts[slot] = min(self.attempts[slot] + 1, 16)
