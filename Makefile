@@ -16,7 +16,8 @@ help:
 	@echo "make test      install everything the tests need, then run them all"
 	@echo "make test-fast the protocol tests only (no sockets)"
 	@echo "make lint      ruff, mypy --strict, cython-lint"
-	@echo "make bench     the quick benchmarks, a few minutes (results in bench/results/)"
+	@echo "make bench     the quick benchmarks, a few minutes (results in bench/results/);"
+	@echo "               the long ones: bench/run_soak.py, bench/run_scale.py (see README)"
 	@echo "make fuzz      every decoder under atheris, FUZZ_SECONDS (30) each"
 	@echo "make wheel     build a wheel into dist/"
 	@echo "make clean     remove build output"
@@ -76,6 +77,7 @@ bench: build node-deps
 	$(BIN)/python bench/run_engine.py --quick
 	$(BIN)/python bench/run_broadcast.py --quick
 	$(BIN)/python bench/run_storm.py --quick
+	$(BIN)/python bench/run_polling.py --quick
 
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := socketio_packet session http_requests polling_payload handshake_query \
