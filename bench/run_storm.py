@@ -22,6 +22,14 @@ same monitor (``msstorm.monitor.client`` in this process):
    per second and server CPU per poke, timed alike;
 5. unicast RTT p50/p99 (the server's ``rtt``) over sequential unicasts, with the
    N clients connected and idle.
+Above what one process holds (``PROCESS_CONNS``: the open-file limit is 20,000
+here), every server runs in its multi-process form with the same number of
+workers (``--workers``, else one per ``WORKER_CONNS`` clients): ``msstorm-server
+--workers W``; the Node peer under the cluster module with
+@socket.io/cluster-adapter; the python-socketio peer as W processes with
+``AsyncRedisManager`` on a redis-server started here on a free loopback port.
+Server CPU and memory are then those of all its processes summed (the primary
+or supervisor too, and that redis-server).
 The swarm's CPU (its processes summed) is shown under every figure. CPU comes
 from /proc: each thread's ``se.sum_exec_runtime`` summed (ns resolution), with
 utime+stime from /proc/PID/stat (10 ms steps) kept in the JSON as a check.
@@ -36,8 +44,8 @@ of settling. Full mode: 9 broadcasts, 7 trees of 4,096 and 3 of 65,536 leaves,
 1,000 unicasts, 5 s.
 
 Results: bench/results/storm.jsonl (appended, one object per figure) and
-bench/results/storm.md (rewritten). Every wait has a timeout: a server that
-cannot take N clients is reported with what it reached. The exit status is 1
+bench/results/storm.md, storm-workers.md for the multi-process forms (rewritten).
+Every wait has a timeout: a server that cannot take N clients is reported with what it reached. The exit status is 1
 when msstorm could not be measured in full or lost answers; a peer falling short
 is a finding, reported, not a failure.
 """
@@ -48,9 +56,11 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -72,6 +82,10 @@ PY = sys.executable
 PEERS = common.BENCH_DIR / "peers"
 NODE_DIR = PEERS / "node_socketio"
 NODE_PACKAGES = ("socket.io", "engine.io", "ws")
+NODE_CLUSTER_PACKAGES = ("@socket.io/cluster-adapter",)
+PROCESS_CONNS = 19_000  # above this, one server process is not enough (20,000 fds here)
+WORKER_CONNS = 15_000  # clients per worker: room for the kernel's uneven spread
+WORKERS_TIMEOUT = 60.0  # seconds for every worker of a server to be seen by the others
 POLL = 0.02  # seconds between two client counts while the swarm connects
 PAUSE = 0.5  # seconds between two operations: late work of one stays out of the next
 TICK = 5.0  # seconds between two progress lines while one operation runs
@@ -94,6 +108,7 @@ class Plan:
     op_timeout: float  # the servers' --op-timeout
     connect_timeout: float
     swarm_procs: int | None
+    workers: int = 1  # processes of every server (its multi-process form above 1)
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -111,7 +126,12 @@ def make_plan(args: argparse.Namespace) -> Plan:
         plan = dataclasses.replace(plan, broadcasts=args.repeats, trees=trees)
     if args.unicasts is not None:
         plan = dataclasses.replace(plan, unicasts=args.unicasts)
-    return plan
+    return dataclasses.replace(plan, workers=args.workers or workers_for(args.conns))
+
+
+def workers_for(conns: int) -> int:
+    """One process up to PROCESS_CONNS clients; beyond, one per WORKER_CONNS."""
+    return 1 if conns <= PROCESS_CONNS else -(-conns // WORKER_CONNS)
 
 
 # -- the servers -------------------------------------------------------------------
@@ -122,26 +142,34 @@ class Server:
     name: str
     label: str
     program: tuple[str, ...]
+    always_workers: bool = False  # --workers even when 1 (msstorm: else one per core)
+    needs_redis: bool = False  # its multi-process form runs on a redis-server
 
-    def command(self, port: int, token: str, plan: Plan) -> list[str]:
-        return [
+    def command(self, port: int, token: str, plan: Plan, redis_url: str | None) -> list[str]:
+        command = [
             *self.program,
             "--host", "127.0.0.1", "--port", str(port),
             "--monitor-token", token,
             "--op-timeout", str(plan.op_timeout),
             "--log-level", "warning",
         ]  # fmt: skip
+        if plan.workers > 1 or self.always_workers:
+            command += ["--workers", str(plan.workers)]
+        if redis_url is not None:
+            command += ["--redis", redis_url]
+        return command
 
 
 SERVERS = {
     s.name: s
     for s in (
-        Server("msstorm", "msstorm", (PY, "-m", "msstorm.storm.cli", "--workers", "1")),
+        Server("msstorm", "msstorm", (PY, "-m", "msstorm.storm.cli"), always_workers=True),
         Server("node", "Node socket.io", ("node", str(NODE_DIR / "messagestorm.mjs"))),
         Server(
             "python-socketio",
             "python-socketio",
             (PY, str(PEERS / "python_socketio" / "messagestorm.py")),
+            needs_redis=True,
         ),
     )
 }
@@ -172,8 +200,12 @@ class Cpu:
 
 
 class Meter:
-    def __init__(self, server: Child) -> None:
+    """CPU and memory of a server: its process, the processes it started (workers,
+    a primary's or supervisor's children) and its helpers (a redis-server)."""
+
+    def __init__(self, server: Child, helpers: Sequence[Child] = ()) -> None:
         self.server = server
+        self.helpers = list(helpers)
         self.swarm: Child | None = None
 
     def swarm_pids(self) -> list[int]:
@@ -181,21 +213,49 @@ class Meter:
             return []
         return [self.swarm.pid, *common.descendants(self.swarm.pid)]
 
+    def server_pids(self) -> list[int]:
+        """Its own first; empty when it has exited."""
+        if self.server.exited() is not None:
+            return []
+        pids = [self.server.pid, *common.descendants(self.server.pid)]
+        return pids + [h.pid for h in self.helpers if h.exited() is None]
+
+    def memory(self) -> dict[str, int]:
+        """kB, every process of the server summed (each key /proc gave for all)."""
+        total: dict[str, int] = {}
+        readings = []
+        for pid in self.server_pids():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                readings.append(common.process_memory(pid))
+        for key in set.intersection(*(set(r) for r in readings)) if readings else ():
+            total[key] = sum(r[key] for r in readings)
+        return total
+
     def read(self) -> Cpu:
+        pids = self.server_pids()
         try:
             server = common.process_cpu(self.server.pid)
         except FileNotFoundError:
+            pids = []
+        if not pids:
             raise BenchError(
                 f"{self.server.name} exited with status {self.server.exited()}\n"
                 + self.server.tail()
             ) from None
         fine = server["threads"] if server["threads"] is not None else server["ticks"]
+        assert fine is not None and server["ticks"] is not None
+        ticks = server["ticks"]
+        for pid in pids[1:]:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                cpu = common.process_cpu(pid)
+                assert cpu["ticks"] is not None
+                fine += cpu["threads"] if cpu["threads"] is not None else cpu["ticks"]
+                ticks += cpu["ticks"]
         swarm = 0.0
         for pid in self.swarm_pids():
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                 swarm += common.cpu_seconds(pid)
-        assert fine is not None and server["ticks"] is not None
-        return Cpu(fine, server["ticks"], swarm, time.process_time())
+        return Cpu(fine, ticks, swarm, time.process_time())
 
 
 @contextlib.asynccontextmanager
@@ -233,6 +293,8 @@ class ServerRun:
     unicasts: dict[str, Any] = field(default_factory=dict)
     swarm_summary: dict[str, Any] | None = None
     swarm_procs: int = 0
+    workers: int = 1  # server processes serving the port (its primary or supervisor apart)
+    helpers: list[str] = field(default_factory=list)  # what else its figures count
     exit_status: int | None = None
     wall_s: float = 0.0
 
@@ -269,7 +331,7 @@ class Session:
         self.plan = plan
         self.workdir = workdir
         self.token = token
-        self.run = ServerRun(server.name, plan.conns)
+        self.run = ServerRun(server.name, plan.conns, workers=plan.workers)
         self.tag = f"[{server.name}]"
 
     def say(self, message: str) -> None:
@@ -279,14 +341,26 @@ class Session:
         started = time.monotonic()
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        server = Child(self.kind.name, self.kind.command(port, self.token, self.plan), self.workdir)
-        meter = Meter(server)
+        redis: Child | None = None
+        redis_port = 0
+        if self.kind.needs_redis and self.plan.workers > 1:
+            redis_port = free_port()
+            redis = start_redis(f"{self.kind.name}-redis", redis_port, self.workdir)
+            self.run.helpers.append("redis-server")
+        redis_url = f"redis://127.0.0.1:{redis_port}/0" if redis is not None else None
+        command = self.kind.command(port, self.token, self.plan, redis_url)
+        server = Child(self.kind.name, command, self.workdir)
+        meter = Meter(server, [redis] if redis is not None else [])
         monitor: MonitorClient | None = None
         try:
+            if redis is not None:
+                await wait_listening(redis, redis_port)
             await wait_listening(server, port)
             monitor = MonitorClient(url, self.token, request_timeout=30.0)
             await monitor.connect()
             await monitor.status_request(detail=False)  # whatever the first request sets up
+            if self.plan.workers > 1:
+                await self.wait_for_workers(monitor)
             await asyncio.sleep(1.0)
             await self.connect(url, server, meter, monitor)
             if self.run.reached:
@@ -308,6 +382,8 @@ class Session:
             if meter.swarm is not None:
                 await self.stop_swarm(meter.swarm)
             self.run.exit_status = await server.stop(grace=SERVER_GRACE)
+            if redis is not None:
+                await redis.stop(grace=5)
             if self.run.exit_status not in (0, -signal.SIGTERM, None):
                 self.run.notes.append(
                     f"the server ended with status {self.run.exit_status} after SIGTERM"
@@ -317,11 +393,27 @@ class Session:
             self.run.wall_s = time.monotonic() - started
         return self.run
 
+    async def wait_for_workers(self, monitor: MonitorClient) -> None:
+        """Until every worker serves the port and the others know it: clients that come
+        sooner would all land on the first ones."""
+        deadline = time.monotonic() + WORKERS_TIMEOUT
+        while True:
+            overview = await monitor.status_request(detail=False)
+            seen = int((overview.get("cluster") or {}).get("workers", 1))
+            if seen >= self.plan.workers:
+                self.say(f"{seen} workers")
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"{seen} of {self.plan.workers} workers after {WORKERS_TIMEOUT:.0f} s"
+                )
+            await asyncio.sleep(0.2)
+
     # -- 1 and 2: the ramp, then memory -------------------------------------------
 
     async def connect(self, url: str, server: Child, meter: Meter, monitor: MonitorClient) -> None:
         n = self.plan.conns
-        memory_before = common.process_memory(server.pid)
+        memory_before = meter.memory()
         cpu_before = meter.read()
         command = [PY, "-m", "msstorm.swarm.cli", "--url", url, "--conns", str(n),
                    "--no-log", "--json"]  # fmt: skip
@@ -392,7 +484,7 @@ class Session:
             self.run.problems.append(
                 f"{clients - self.run.reached:,} clients dropped while settling"
             )
-        memory_after = common.process_memory(server.pid)
+        memory_after = meter.memory()
         if self.run.reached:
             per = {
                 key: (memory_after[key] - memory_before[key]) / self.run.reached
@@ -527,6 +619,23 @@ class Session:
 
 def fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def start_redis(name: str, port: int, workdir: Path) -> Child:
+    """A redis-server on a loopback port, kept in memory only (pub/sub is all it serves)."""
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no"]  # fmt: skip
+    return Child(name, command, workdir)
+
+
+def redis_version() -> str | None:
+    try:
+        out = subprocess.run(
+            ["redis-server", "--version"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return next((w.removeprefix("v=") for w in out.split() if w.startswith("v=")), None)
 
 
 # -- the floors --------------------------------------------------------------------------
@@ -975,6 +1084,18 @@ def report(
         + [f"{r} trees of {leaves:,}" for leaves, r in plan.trees]
         + [f"{plan.unicasts:,} unicasts"]
     )
+    if plan.workers > 1:
+        deployment = (
+            f"Each server runs alone, in {plan.workers} worker processes on one port "
+            f"(msstorm-server --workers {plan.workers}; Node socket.io under the cluster "
+            f"module with @socket.io/cluster-adapter {v.get('@socket.io/cluster-adapter')}; "
+            f"python-socketio as {plan.workers} processes with AsyncRedisManager on "
+            f"redis-server {v.get('redis-server')}, redis-py {v.get('redis')}), their CPU and "
+            "memory summed over all their processes (the primary or supervisor and, for "
+            "python-socketio, the redis-server too), "
+        )
+    else:
+        deployment = "Each server runs alone, one process, "
     text = [
         "# MessageStorm end to end, side by side",
         "",
@@ -989,7 +1110,7 @@ def report(
         f"{v.get('engine.io')}, ws {v.get('ws')}).",
         "",
         f"{'Quick mode' if args.quick else 'Full mode'}: N = {plan.conns:,} clients asked "
-        f"of every server; {repeats} per server. Each server runs alone, one process, "
+        f"of every server; {repeats} per server. {deployment}"
         "compression off, ping interval 25 s; the same msstorm swarm "
         + "and the same monitor drive all (swarm processes: "
         + ", ".join(f"{SERVERS[n].label} {runs[n].swarm_procs}" for n in names)
@@ -1080,6 +1201,7 @@ def report(
                     "server": name,
                     "conns": plan.conns,
                     "clients": runs[name].reached,
+                    "workers": runs[name].workers,
                     "unit": figure.unit,
                     **common.summary(samples),
                     **ctx,
@@ -1099,6 +1221,8 @@ def report(
                 "unicasts": run.unicasts,
                 "swarm_summary": run.swarm_summary,
                 "swarm_procs": run.swarm_procs,
+                "workers": run.workers,
+                "helpers": run.helpers,
                 "problems": run.problems,
                 "notes": run.notes,
                 "exit_status": run.exit_status,
@@ -1147,16 +1271,26 @@ def report(
             }
         )
     common.append_jsonl("storm", records)
-    common.write_text("storm.md", md)
+    common.write_text(markdown_name(plan), md)
     return md
+
+
+def markdown_name(plan: Plan) -> str:
+    """The table's file: the multi-process forms' beside, not over, one process's."""
+    return "storm.md" if plan.workers == 1 else "storm-workers.md"
 
 
 # -- main ----------------------------------------------------------------------------------
 
 
-def run_context() -> dict[str, Any]:
+def run_context(plan: Plan) -> dict[str, Any]:
     ctx = common.context()
     ctx["versions"].update(common.node_versions(NODE_DIR, NODE_PACKAGES))
+    if plan.workers > 1:  # what the multi-process forms run on besides
+        ctx["versions"].update(common.node_versions(NODE_DIR, NODE_CLUSTER_PACKAGES))
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            ctx["versions"]["redis"] = importlib.metadata.version("redis")
+        ctx["versions"]["redis-server"] = redis_version()
     return ctx
 
 
@@ -1166,12 +1300,17 @@ async def amain(args: argparse.Namespace) -> int:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     plan = make_plan(args)
     started = time.monotonic()
-    ctx = run_context()
+    ctx = run_context(plan)
     names: list[str] = args.servers
     if "node" in names and not (NODE_DIR / "node_modules").is_dir():
         raise SystemExit(f"run_storm: no {NODE_DIR}/node_modules: run `make node-deps` first")
+    adapter = NODE_DIR / "node_modules" / NODE_CLUSTER_PACKAGES[0]
+    if "node" in names and plan.workers > 1 and not adapter.is_dir():
+        raise SystemExit(f"run_storm: no {adapter}: run `make node-deps` first")
     if "node" in names and shutil.which("node") is None:
         raise SystemExit("run_storm: node is not installed")
+    if "python-socketio" in names and plan.workers > 1 and shutil.which("redis-server") is None:
+        raise SystemExit("run_storm: redis-server is not installed (Debian: redis-server)")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="msstorm-bench-storm-"))
     workdir.mkdir(parents=True, exist_ok=True)
     common.progress(
@@ -1191,7 +1330,8 @@ async def amain(args: argparse.Namespace) -> int:
     md = report(runs, plan, echo.result(), floor, ctx, time.monotonic() - started, args)
     print(md)
     common.progress(
-        f"storm: {time.monotonic() - started:.0f} s; bench/results/storm.md and storm.jsonl"
+        f"storm: {time.monotonic() - started:.0f} s; "
+        f"bench/results/{markdown_name(plan)} and storm.jsonl"
     )
     if any(r.problems for r in runs.values()) or args.workdir:
         common.progress(f"storm: the servers' and swarms' logs are in {workdir}")
@@ -1247,6 +1387,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--unicasts", type=int, help="sequential unicasts per server")
     parser.add_argument("--swarm-procs", type=int, help="swarm processes (default: its own plan)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help=f"processes of every server (default: 1 up to {PROCESS_CONNS:,} clients, "
+        f"else one per {WORKER_CONNS:,})",
+    )
     parser.add_argument("--no-echo", action="store_true", help="skip the echo floor")
     parser.add_argument("--workdir", help="where the servers' and swarms' logs go")
     args = parser.parse_args(argv)

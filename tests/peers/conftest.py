@@ -4,7 +4,8 @@ the msstorm swarm and a python-socketio monitor.
 
 ``storm`` (module scope, one per server) is a running server with a swarm of
 ``CLIENTS`` connected clients; ``launch(name)`` starts a bare server (no swarm);
-``monitor`` connects a monitor to a server.
+``monitor`` connects a monitor to a server. ``running(name, *flags, group=True)``
+and ``Redis`` serve the peers' multi-process forms (test_multiprocess.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -62,7 +65,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0, group: bool = False) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -70,6 +73,9 @@ def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    if group:  # a multi-process server: whatever of it outlived its first process
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def _read(log: IO[bytes]) -> str:
@@ -106,8 +112,9 @@ class Storm:
 
 
 @contextlib.contextmanager
-def running(name: str) -> Iterator[Storm]:
-    """Start server ``name`` on a free port, with the suite's token and limits."""
+def running(name: str, *flags: str, group: bool = False) -> Iterator[Storm]:
+    """Start server ``name`` on a free port, with the suite's token and limits and
+    ``flags``; ``group``: in a process group of its own, killed whole at the end."""
     port = _free_port()
     command = [
         *server_command(name),
@@ -127,13 +134,16 @@ def running(name: str) -> Iterator[Storm]:
         "5000",
         "--log-level",
         "warning",
+        *flags,
     ]
     with contextlib.ExitStack() as stack:
         # a file, not a pipe: nobody reads it while the tests run
         log = stack.enter_context(tempfile.TemporaryFile())
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=group
+        )
         storm = Storm(name, f"http://127.0.0.1:{port}", process, log)
-        stack.callback(_stop, process)
+        stack.callback(_stop, process, 10.0, group)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if process.poll() is not None:
@@ -151,6 +161,60 @@ def running(name: str) -> Iterator[Storm]:
                 pytest.fail(f"{name} not listening after {START_TIMEOUT} s\n" + storm.output())
             time.sleep(0.05)
         yield storm
+
+
+class Redis:
+    """A real redis-server on a free loopback port, in memory only."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Redis:
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server is required (`make system-deps`)", pytrace=False)
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                pytest.fail("redis-server did not start", pytrace=False)
+            time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            _stop(self.process)
+
+
+@contextlib.contextmanager
+def swarm(server: Storm, count: int) -> Iterator[None]:
+    """``count`` msstorm-client connections to ``server``, stopped at the end."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        server.swarm_out, server.swarm_err = out, err
+        command = [
+            *_script("msstorm-client", "msstorm.swarm.cli"),
+            "--url",
+            server.url,
+            "--conns",
+            str(count),
+            "--no-log",
+            "--procs",
+            "1",
+            "--json",
+        ]
+        server.swarm = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err)
+        try:
+            yield
+        finally:
+            _stop(server.swarm, 20)
 
 
 # -- the monitor ---------------------------------------------------------------
@@ -224,7 +288,7 @@ async def _before_clients(url: str) -> dict[str, Any]:
     return answers
 
 
-async def _wait_for_clients(storm: Storm, count: int, timeout: float = 30.0) -> None:
+async def wait_for_clients(storm: Storm, count: int, timeout: float = 30.0) -> None:
     monitor = await connect_monitor(storm.url)
     try:
         deadline = time.monotonic() + timeout
@@ -251,34 +315,24 @@ async def _wait_for_clients(storm: Storm, count: int, timeout: float = 30.0) -> 
 
 @pytest.fixture(scope="session", autouse=True)
 def node_modules() -> Path:
-    """The Node peer's dependencies, installed from its package-lock.json."""
+    """The Node peer's dependencies, installed from its package-lock.json (again when
+    the lock file changed since: `make node-deps`'s rule, for a bare pytest run)."""
+    modules = NODE_DIR / "node_modules"
+    installed = modules / ".package-lock.json"
+    lock = NODE_DIR / "package-lock.json"
+    if installed.exists() and installed.stat().st_mtime < lock.stat().st_mtime:
+        shutil.rmtree(modules)  # what `npm ci` does first anyway
     return ensure_node_modules(NODE_DIR, "the peer tests")
 
 
 @pytest.fixture(scope="module", params=SERVERS)
 def storm(request: pytest.FixtureRequest, node_modules: Path) -> Iterator[Storm]:
     """A server with ``CLIENTS`` msstorm-client connections answering pokes."""
-    with running(request.param) as server, contextlib.ExitStack() as stack:
+    with running(request.param) as server:
         server.before_clients = asyncio.run(_before_clients(server.url))
-        server.swarm_out = stack.enter_context(tempfile.TemporaryFile())
-        server.swarm_err = stack.enter_context(tempfile.TemporaryFile())
-        command = [
-            *_script("msstorm-client", "msstorm.swarm.cli"),
-            "--url",
-            server.url,
-            "--conns",
-            str(CLIENTS),
-            "--no-log",
-            "--procs",
-            "1",
-            "--json",
-        ]
-        server.swarm = subprocess.Popen(
-            command, cwd=ROOT, stdout=server.swarm_out, stderr=server.swarm_err
-        )
-        stack.callback(_stop, server.swarm, 20)
-        asyncio.run(_wait_for_clients(server, CLIENTS))
-        yield server
+        with swarm(server, CLIENTS):
+            asyncio.run(wait_for_clients(server, CLIENTS))
+            yield server
 
 
 @pytest.fixture

@@ -8,8 +8,11 @@
 // same flags, same acks, error codes, status shapes and counters. It is written
 // the way a Node developer would write it: one socket.emit per client, plain
 // objects and arrays for the bookkeeping, socket.io's defaults except compression.
+// With --workers N above 1 it runs as Node users deploy socket.io beyond one
+// process: the cluster module and @socket.io/cluster-adapter (cluster.mjs).
 //
 //   node messagestorm.mjs --port 3000 --monitor-token s3cret
+//   node messagestorm.mjs --port 3000 --monitor-token s3cret --workers 3
 
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer } from "node:http";
@@ -18,10 +21,10 @@ import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { Server } from "socket.io";
 
-const VERSION = createRequire(import.meta.url)("socket.io/package.json").version;
+export const VERSION = createRequire(import.meta.url)("socket.io/package.json").version;
 const MONITOR = "/monitor";
-const KEEP_FINISHED = 64; // finished operations kept for statusRequest
-const INDEX_WIDTH = 8; // a poke id is "<op>.<slot as 8 hex digits>"
+export const KEEP_FINISHED = 64; // finished operations kept for statusRequest
+export const INDEX_WIDTH = 8; // a poke id is "<op>.<slot as 8 hex digits>"
 const HEX = /^-?[0-9a-fA-F]+$/;
 const PERCENTILES = [
   ["p50", 0.5],
@@ -34,7 +37,7 @@ const PERCENTILES = [
 
 const USAGE = `usage: messagestorm.mjs [--host H] [--port P] [--ping-interval MS] [--ping-timeout MS]
   [--max-payload BYTES] [--connect-timeout MS] [--monitor-token T] [--op-timeout SECONDS]
-  [--max-tree-leaves L] [--max-operations N] [--log-level LEVEL]`;
+  [--max-tree-leaves L] [--max-operations N] [--log-level LEVEL] [--workers N]`;
 
 function options(argv) {
   const { values } = parseArgs({
@@ -51,6 +54,7 @@ function options(argv) {
       "max-tree-leaves": { type: "string", default: String(1 << 20) },
       "max-operations": { type: "string", default: "64" },
       "log-level": { type: "string", default: "info" },
+      workers: { type: "string", default: "1" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -63,6 +67,8 @@ function options(argv) {
     if (!Number.isInteger(n)) throw new Error(`--${name}: not an integer: ${values[name]}`);
     return n;
   };
+  const workers = integer("workers");
+  if (workers < 1 || workers > 255) throw new Error("--workers: 1 to 255");
   const opTimeout = Number(values["op-timeout"]);
   if (!Number.isFinite(opTimeout)) throw new Error(`--op-timeout: not a number`);
   return {
@@ -77,17 +83,18 @@ function options(argv) {
     maxTreeLeaves: integer("max-tree-leaves"),
     maxOperations: integer("max-operations"),
     logLevel: values["log-level"],
+    workers,
   };
 }
 
 // -- clocks and numbers ------------------------------------------------------
 
 // The wall clock in ms with a fraction, as msstorm's ts (Date.now() has whole ms only).
-const wallMs = () => round3(performance.timeOrigin + performance.now());
+export const wallMs = () => round3(performance.timeOrigin + performance.now());
 // RTT: a monotonic clock, in ns.
-const monotonic = () => process.hrtime.bigint();
-const msSince = (start, now) => Number(now - start) / 1e6;
-const round3 = (x) => Math.round(x * 1000) / 1000;
+export const monotonic = () => process.hrtime.bigint();
+export const msSince = (start, now) => Number(now - start) / 1e6;
+export const round3 = (x) => Math.round(x * 1000) / 1000;
 
 // Percentiles are exact: the values are sorted (nearest rank), where msstorm
 // reads them from a log-linear histogram (within 0.4% of these).
@@ -109,7 +116,7 @@ function distribution(values) {
   return result;
 }
 
-class Refusal extends Error {
+export class Refusal extends Error {
   constructor(code, message) {
     super(message);
     this.code = code;
@@ -121,11 +128,11 @@ class Refusal extends Error {
 
 // -- operations --------------------------------------------------------------
 
-const PENDING = 1;
-const ANSWERED = 2;
+export const PENDING = 1;
+export const ANSWERED = 2;
 const LOST = 3; // never sent: its client had gone
 
-class Operation {
+export class Operation {
   constructor(id, kind, expected, monitor) {
     this.id = id;
     this.kind = kind;
@@ -251,7 +258,7 @@ class Tree extends Operation {
 
 // -- the application ---------------------------------------------------------
 
-class Storm {
+export class Storm {
   constructor(io, { token, opTimeout, maxTreeLeaves, maxOperations, logLevel }) {
     this.io = io;
     this.logLevel = logLevel;
@@ -372,7 +379,8 @@ class Storm {
 
   // -- starting operations --
 
-  start(monitor, args) {
+  // The request of an initiatePoke, checked as far as this process alone can.
+  checkRequest(args) {
     if (args.length !== 1 || !isObject(args[0])) {
       throw new Refusal("bad-request", "initiatePoke takes one object");
     }
@@ -393,6 +401,12 @@ class Storm {
         throw new Refusal("tree-too-large", `treeLeaves is limited to ${this.maxTreeLeaves}`);
       }
     }
+    return request;
+  }
+
+  start(monitor, args) {
+    const request = this.checkRequest(args);
+    const kind = request.type;
     if (this.members.length === 0) throw new Refusal("no-clients", "no client is connected");
     const id = `${this.prefix}${(++this.sequence).toString(16)}`;
     let op;
@@ -452,8 +466,9 @@ class Storm {
 
   // -- answers --
 
-  pokeBack(socket, args) {
-    const now = monotonic();
+  // A pokeBack's argument and its poke's operation id and slot ("<op>.<slot in hex>"),
+  // the id null when it is not of that form; null when the client broke the rules.
+  readAnswer(socket, args) {
     const answer = args.length === 1 ? args[0] : null;
     if (!isObject(answer)) return this.broken(socket, "pokeBack takes one object");
     if (typeof answer.id !== "string" || typeof answer.delay !== "number") {
@@ -462,15 +477,22 @@ class Storm {
     if (typeof answer.serverTs !== "number") {
       return this.broken(socket, "pokeBack needs a numeric serverTs");
     }
-    // "<op>.<slot in hex>": the operation, and the poke's slot in it
     const dot = answer.id.lastIndexOf(".");
     const slot = answer.id.slice(dot + 1);
-    const op = dot >= 0 && HEX.test(slot) ? this.running.get(answer.id.slice(0, dot)) : undefined;
+    if (dot < 0 || !HEX.test(slot)) return { answer, opId: null, index: -1 };
+    return { answer, opId: answer.id.slice(0, dot), index: Number.parseInt(slot, 16) };
+  }
+
+  pokeBack(socket, args) {
+    const now = monotonic();
+    const read = this.readAnswer(socket, args);
+    if (read === null) return;
+    const { answer, opId, index } = read;
+    const op = opId === null ? undefined : this.running.get(opId);
     if (op === undefined) {
       this.count("answers unknown or late");
       return;
     }
-    const index = Number.parseInt(slot, 16);
     if (op.targets[index] !== socket.id) {
       this.count("answers for another client's poke");
       return;
@@ -503,6 +525,7 @@ class Storm {
     this.count("malformed pokeBacks");
     if (this.logLevel === "debug") console.error(`closing client ${socket.id}: ${why}`);
     socket.disconnect(true);
+    return null;
   }
 
   // -- ending operations --
@@ -527,12 +550,12 @@ class Storm {
   }
 }
 
-function isObject(value) {
+export function isObject(value) {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 // A string as Python's repr() writes it, so that messages read as msstorm's.
-function repr(value) {
+export function repr(value) {
   if (typeof value !== "string") return JSON.stringify(value);
   return value.includes("'") && !value.includes('"') ? `"${value}"` : `'${value}'`;
 }
@@ -545,19 +568,18 @@ function sameSecret(a, b) {
 
 // -- main --------------------------------------------------------------------
 
-function main() {
-  let opts;
-  try {
-    opts = options(process.argv.slice(2));
-  } catch (error) {
-    console.error(`messagestorm.mjs: ${error.message}\n${USAGE}`);
-    process.exit(2);
-  }
-  const log = (message) => {
+export function logger(opts) {
+  return (message) => {
     if (opts.logLevel !== "error" && opts.logLevel !== "warning") {
       console.error(`${new Date().toISOString()} messagestorm ${message}`);
     }
   };
+}
+
+// One socket.io server on the port, its MessageStorm made by `makeStorm`; in a
+// cluster worker, with the cluster adapter (cluster.mjs).
+export function serve(opts, { makeStorm = (io) => new Storm(io, opts), adapter, label } = {}) {
+  const log = logger(opts);
   const httpServer = createServer();
   const io = new Server(httpServer, {
     pingInterval: opts.pingInterval,
@@ -567,8 +589,9 @@ function main() {
     // compression off, as msstorm: WebSocket frames and polling responses
     perMessageDeflate: false,
     httpCompression: false,
+    ...(adapter ? { adapter } : {}),
   });
-  const storm = new Storm(io, opts);
+  const storm = makeStorm(io);
   httpServer.on("error", (error) => {
     console.error(`messagestorm.mjs: ${error.message}`);
     process.exit(1);
@@ -576,7 +599,8 @@ function main() {
   httpServer.listen(opts.port, opts.host, () => {
     if (!opts.token) log(`monitor token: ${storm.token}`);
     const { port } = httpServer.address();
-    log(`listening on http://${opts.host}:${port} (socket.io ${VERSION}, pid ${process.pid})`);
+    const who = label ? `${label}, pid ${process.pid}` : `pid ${process.pid}`;
+    log(`listening on http://${opts.host}:${port} (socket.io ${VERSION}, ${who})`);
   });
   const stop = () => {
     log(`shutting down: closing ${io.engine.clientsCount} connections`);
@@ -585,6 +609,23 @@ function main() {
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  return storm;
+}
+
+function main() {
+  let opts;
+  try {
+    opts = options(process.argv.slice(2));
+  } catch (error) {
+    console.error(`messagestorm.mjs: ${error.message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (opts.workers > 1) {
+    // loaded here, once this module has been evaluated: cluster.mjs imports from it
+    import("./cluster.mjs").then(({ runCluster }) => runCluster(opts));
+  } else {
+    serve(opts);
+  }
 }
 
 main();

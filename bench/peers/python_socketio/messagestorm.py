@@ -8,8 +8,12 @@ same flags, acks, error codes, status shapes and counters. It is written the way
 a python-socketio user would write it: ``AsyncServer`` (async_mode "aiohttp")
 served by aiohttp on uvloop, one ``sio.emit(..., to=sid)`` per poke, plain
 Python objects for the bookkeeping, python-socketio's defaults but compression.
+With ``--workers N`` above 1 it runs as python-socketio's documentation has it
+deployed beyond one process: N processes on one port (SO_REUSEPORT), each with an
+``AsyncRedisManager`` on a Redis server (cluster.py).
 
     python messagestorm.py --port 3000 --monitor-token s3cret
+    python messagestorm.py --port 3000 --monitor-token s3cret --workers 3 --redis redis://127.0.0.1:6379/0
 """
 
 from __future__ import annotations
@@ -78,6 +82,13 @@ def parser() -> argparse.ArgumentParser:
     storm.add_argument("--max-tree-leaves", type=int, default=1 << 20, metavar="L")
     storm.add_argument("--max-operations", type=int, default=64, metavar="N")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    procs = p.add_argument_group("more than one process")
+    procs.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="processes on the port (default 1)"
+    )
+    procs.add_argument(
+        "--redis", metavar="URL", help="the Redis server of the processes (with --workers above 1)"
+    )
     return p
 
 
@@ -369,7 +380,8 @@ class Storm:
 
     # -- starting operations ------------------------------------------------------
 
-    async def start(self, monitor: str, *args: Any) -> Operation:
+    def check_request(self, *args: Any) -> dict[str, Any]:
+        """The request of an ``initiatePoke``, checked as far as this process alone can."""
         if len(args) != 1 or not isinstance(args[0], dict):
             raise Refusal("bad-request", "initiatePoke takes one object")
         request = args[0]
@@ -384,6 +396,11 @@ class Storm:
                 raise Refusal("bad-tree-leaves", "treeLeaves must be a power of two (1, 2, 4...)")
             if leaves > self.max_tree_leaves:
                 raise Refusal("tree-too-large", f"treeLeaves is limited to {self.max_tree_leaves}")
+        return request
+
+    async def start(self, monitor: str, *args: Any) -> Operation:
+        request = self.check_request(*args)
+        kind = request["type"]
         if not self.members:
             raise Refusal("no-clients", "no client is connected")
         self.sequence += 1
@@ -439,24 +456,35 @@ class Storm:
 
     # -- answers ------------------------------------------------------------------
 
-    async def poke_back(self, sid: str, *args: Any) -> None:
-        now = time.monotonic()
+    async def read_answer(self, sid: str, *args: Any) -> tuple[dict[str, Any], str, int] | None:
+        """A ``pokeBack``'s argument and its poke's operation id and slot ("<op>.<slot
+        in hex>"; the id "" when it is not of that form); None when the client broke
+        the rules (and was closed)."""
         answer = args[0] if len(args) == 1 else None
         if type(answer) is not dict:
-            return await self.broken(sid, "pokeBack takes one object")
+            await self.broken(sid, "pokeBack takes one object")
+            return None
         poke_id = answer.get("id")
-        delay = answer.get("delay")
-        if not isinstance(poke_id, str) or not is_number(delay):
-            return await self.broken(sid, "pokeBack needs a string id and a numeric delay")
+        if not isinstance(poke_id, str) or not is_number(answer.get("delay")):
+            await self.broken(sid, "pokeBack needs a string id and a numeric delay")
+            return None
         if not is_number(answer.get("serverTs")):
-            return await self.broken(sid, "pokeBack needs a numeric serverTs")
-        # "<op>.<slot in hex>": the operation, and the poke's slot in it
+            await self.broken(sid, "pokeBack needs a numeric serverTs")
+            return None
         op_id, _, slot = poke_id.rpartition(".")
-        op = self.running.get(op_id)
         try:
-            index = int(slot, 16)
+            return answer, op_id, int(slot, 16)
         except ValueError:
-            op = None
+            return answer, "", -1
+
+    async def poke_back(self, sid: str, *args: Any) -> None:
+        now = time.monotonic()
+        read = await self.read_answer(sid, *args)
+        if read is None:
+            return None
+        answer, op_id, index = read
+        delay = answer["delay"]
+        op = self.running.get(op_id)
         if op is None:
             self.count("answers unknown or late")
             return None
@@ -529,49 +557,84 @@ def is_number(value: Any) -> bool:
 # -- main ------------------------------------------------------------------------
 
 
-async def serve(args: argparse.Namespace) -> None:
-    sio = AsyncServer(
+def make_server(args: argparse.Namespace, **options: Any) -> AsyncServer:
+    return AsyncServer(
         async_mode="aiohttp",
         ping_interval=args.ping_interval / 1000.0,
         ping_timeout=args.ping_timeout / 1000.0,
         max_http_buffer_size=args.max_payload,
         http_compression=False,  # compression off, as msstorm (see README.md)
+        **options,
     )
-    storm = Storm(
-        sio,
-        token=args.monitor_token,
-        op_timeout=args.op_timeout,
-        max_tree_leaves=args.max_tree_leaves,
-        max_operations=args.max_operations,
-    )
+
+
+def storm_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``Storm``'s settings from the command line."""
+    return {
+        "token": args.monitor_token,
+        "op_timeout": args.op_timeout,
+        "max_tree_leaves": args.max_tree_leaves,
+        "max_operations": args.max_operations,
+    }
+
+
+async def listen(
+    sio: socketio.AsyncServer, args: argparse.Namespace, *, reuse_port: bool = False
+) -> web.AppRunner:
     app = web.Application()
     sio.attach(app)
     # no access log: a line per closed connection is noise at 100,000 connections
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port)
+    site = web.TCPSite(runner, args.host, args.port, reuse_port=reuse_port or None)
     await site.start()
+    return runner
+
+
+async def until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def version() -> str:
+    return importlib.metadata.version("python-socketio")
+
+
+async def serve(args: argparse.Namespace) -> None:
+    sio = make_server(args)
+    storm = Storm(sio, **storm_settings(args))
+    runner = await listen(sio, args)
     if args.monitor_token is None:
         log.info("monitor token: %s", storm.token)
     log.info(
         "listening on http://%s:%d (python-socketio %s, pid %d)",
         args.host,
         args.port,
-        importlib.metadata.version("python-socketio"),
+        version(),
         os.getpid(),
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_signalled()
     log.info("shutting down: closing %d connections", len(sio.eio.sockets))
     await runner.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    if args.workers < 1:
+        p.error("--workers: at least 1")
+    if args.workers > 1:
+        if not args.redis:
+            p.error("--workers above 1 needs --redis URL")
+        # cluster.py imports this module: let it find this one, not load a second copy
+        sys.modules.setdefault("messagestorm", sys.modules[__name__])
+        import cluster
+
+        return cluster.run(args)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             uvloop.run(serve(args))
