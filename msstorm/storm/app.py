@@ -411,21 +411,21 @@ class Storm:
         self._soon()
 
     def _tree_pokes(self, shard: TreeShard, depth: int, parent: str | None, count: int) -> None:
-        targets = self.clients.pick(count)  # distinct when there are enough
-        conns = [self.clients.sockets.get(sid) for sid in targets]
-        ready = [(sid, conn) for sid, conn in zip(targets, conns, strict=True) if conn is not None]
-        shard.unreachable += (count - len(ready)) * shard.subtree(depth)
-        if not ready:
-            return
+        """``count`` pokes at ``depth`` to clients drawn here; a poke not sent loses
+        its whole subtree. (Once per tree answer: kept to one pass.)"""
+        sockets = self.clients.sockets
         first = len(shard.targets)
-        for sid, _ in ready:
-            shard.add(sid, parent, depth)
-        send_pokes(
-            shard.frame_for(parent, depth), [c for _, c in ready], 0, len(ready), first, shard.table
-        )
-        for slot in range(first, first + len(ready)):
-            if not shard.table.is_pending(slot):
-                shard.unreachable += shard.subtree(depth)
+        conns = []
+        for sid in self.clients.pick(count):  # distinct when there are enough
+            conn = sockets.get(sid)
+            if conn is not None:
+                shard.add(sid, parent, depth)
+                conns.append(conn)
+        sent = 0
+        if conns:
+            frame = shard.frame_for(parent, depth)
+            sent = send_pokes(frame, conns, 0, len(conns), first, shard.table)
+        shard.unreachable += (count - sent) * shard.subtree(depth)
 
     # -- answers ---------------------------------------------------------------
 
