@@ -45,9 +45,9 @@ of settling. Full mode: 9 broadcasts, 7 trees of 4,096 and 3 of 65,536 leaves,
 
 Results: bench/results/storm.jsonl (appended, one object per figure) and
 bench/results/storm.md, storm-workers.md for the multi-process forms (rewritten).
-Every wait has a timeout: a server that cannot take N clients is reported with what it reached. The exit status is 1
-when msstorm could not be measured in full or lost answers; a peer falling short
-is a finding, reported, not a failure.
+Every wait has a timeout: a server that cannot take N clients is reported with
+what it reached. The exit status is 1 when msstorm could not be measured in full
+or lost answers; a peer falling short is a finding, reported, not a failure.
 """
 
 from __future__ import annotations

@@ -50,11 +50,9 @@ from typing import Any
 import socketio
 import uvloop
 from messagestorm import (
-    ACK_REQUESTED,
     ANSWERED,
     CLIENTS,
     INDEX_WIDTH,
-    MONITOR,
     PENDING,
     Operation,
     Refusal,
@@ -336,34 +334,14 @@ class ClusterStorm(Storm):
 
     # -- monitors ---------------------------------------------------------------------
 
-    async def status_request(self, sid: str, *args: Any) -> Any:
-        request = args[0] if args else {}
-        status: Any
-        try:
-            if not isinstance(request, dict):
-                raise Refusal("bad-request", "statusRequest takes no argument or one object")
-            detail = request.get("detail", "full") != "summary"
-            op_id = request.get("op")
-            if op_id is None:
-                status = await self.cluster_overview(detail)
-            else:
-                op = None
-                if isinstance(op_id, str):
-                    op = self.running.get(op_id) or self.finished.get(op_id)
-                if op is not None:
-                    status = op.status(detail)
-                else:
-                    asked = {"q": "status", "op": op_id, "detail": detail}
-                    found = await self.bus.ask(asked) if isinstance(op_id, str) else []
-                    if not found:
-                        raise Refusal("unknown-operation", f"no operation {op_id!r}")
-                    status = found[0]
-        except Refusal as refusal:
-            status = refusal.answer()
-        if ACK_REQUESTED.get():
-            return status
-        await self.sio.emit("status", status, to=sid, namespace=MONITOR)
-        return None
+    async def whole_overview(self, detail: bool) -> dict[str, Any]:
+        return await self.cluster_overview(detail)
+
+    async def status_elsewhere(self, op_id: Any, detail: bool) -> dict[str, Any] | None:
+        if not isinstance(op_id, str):
+            return None
+        found = await self.bus.ask({"q": "status", "op": op_id, "detail": detail})
+        return found[0] if found else None
 
     def mine(self, detail: bool) -> dict[str, Any]:
         return {

@@ -348,26 +348,39 @@ class Storm:
 
     async def status_request(self, sid: str, *args: Any) -> Any:
         """Answered by ack when the monitor asked for one, else with a ``status`` event."""
+        status = await self.status(*args)
+        if ACK_REQUESTED.get():
+            return status
+        await self.sio.emit("status", status, to=sid, namespace=MONITOR)
+        return None
+
+    async def status(self, *args: Any) -> Any:
         request = args[0] if args else {}
         try:
             if not isinstance(request, dict):
                 raise Refusal("bad-request", "statusRequest takes no argument or one object")
             detail = request.get("detail", "full") != "summary"
             op_id = request.get("op")
-            if op_id is not None:
-                op = None
-                if isinstance(op_id, str):  # (msstorm fails on a list or an object here)
-                    op = self.running.get(op_id) or self.finished.get(op_id)
-                if op is None:
-                    raise Refusal("unknown-operation", f"no operation {op_id!r}")
-                status = op.status(detail)
-            else:
-                status = self.overview(detail)
-        except Refusal as refusal:
-            status = refusal.answer()
-        if ACK_REQUESTED.get():
+            if op_id is None:
+                return await self.whole_overview(detail)
+            op = None
+            if isinstance(op_id, str):  # (msstorm fails on a list or an object here)
+                op = self.running.get(op_id) or self.finished.get(op_id)
+            if op is not None:
+                return op.status(detail)
+            status = await self.status_elsewhere(op_id, detail)
+            if status is None:
+                raise Refusal("unknown-operation", f"no operation {op_id!r}")
             return status
-        await self.sio.emit("status", status, to=sid, namespace=MONITOR)
+        except Refusal as refusal:
+            return refusal.answer()
+
+    async def whole_overview(self, detail: bool) -> dict[str, Any]:
+        """The overview of the whole server (one process: this one's)."""
+        return self.overview(detail)
+
+    async def status_elsewhere(self, op_id: Any, detail: bool) -> dict[str, Any] | None:
+        """The status of an operation this process does not hold (one process: none)."""
         return None
 
     def overview(self, detail: bool) -> dict[str, Any]:
