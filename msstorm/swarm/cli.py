@@ -253,7 +253,12 @@ def summarize(totals: Totals, plan: Plan) -> dict[str, Any]:
 def reason_for_shortfall(summary: dict[str, Any]) -> str:
     errors = summary["errors"]
     if not errors:
-        return "the swarm was stopped before every connection was made"
+        # Nothing failed: the dials still under way when it stopped (a slow server, or
+        # a swarm stopped while ramping) never finished, either way.
+        return (
+            "it was stopped while connections were still being made, none having failed "
+            "(a server slow to answer handshakes looks like this too)"
+        )
     kind, count = max(errors.items(), key=lambda item: item[1])
     return f"most failures were {kind!r} ({count:,} times)"
 

@@ -1,9 +1,10 @@
-"""How a swarm is laid out: arithmetic, and the reasons when it cannot fit."""
+"""How a swarm is laid out: arithmetic, and the reasons when it cannot fit or fell short."""
 
 from __future__ import annotations
 
 import pytest
 
+from msstorm.swarm.cli import reason_for_shortfall
 from msstorm.swarm.plan import PlanError, make_plan, parse_source_ips
 
 URL = "http://127.0.0.1:3000"
@@ -60,3 +61,11 @@ def test_source_ip_ranges() -> None:
         parse_source_ips("127.0.0.9-127.0.0.2")
     with pytest.raises(ValueError):
         parse_source_ips("not-an-address")
+
+
+def test_a_shortfall_is_explained_by_its_commonest_failure() -> None:
+    reason = reason_for_shortfall({"errors": {"refused": 3, "timeout": 40}})
+    assert reason == "most failures were 'timeout' (40 times)"
+    # no failure at all: dials cut short, which the message must not blame on the swarm alone
+    quiet = reason_for_shortfall({"errors": {}})
+    assert "none having failed" in quiet and "server" in quiet
