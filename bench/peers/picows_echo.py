@@ -54,10 +54,11 @@ class Echo(WSListener):  # type: ignore[misc,unused-ignore]
 class Pinger(WSListener):  # type: ignore[misc,unused-ignore]
     """Round trips back to back, each started from the previous one's callback."""
 
-    def __init__(self, count: int, warmup: int) -> None:
+    def __init__(self, count: int, warmup: int, gap: float = 0.0) -> None:
         super().__init__()
         self.left = count + warmup
         self.warmup = warmup
+        self.gap = gap  # seconds between an echo and the next frame (0: at once)
         self.samples: list[float] = []
         self.sent_at = 0
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -79,7 +80,9 @@ class Pinger(WSListener):  # type: ignore[misc,unused-ignore]
             self.warmup -= 1
         else:
             self.samples.append((now - self.sent_at) / 1000.0)
-        if self.left:
+        if self.left and self.gap:
+            asyncio.get_running_loop().call_later(self.gap, self.start)
+        elif self.left:
             self.start()
         elif not self.done.done():
             self.done.set_result(None)
@@ -102,13 +105,18 @@ async def serve(args: argparse.Namespace) -> None:
 
 async def ping(args: argparse.Namespace) -> None:
     transport, listener = await ws_connect(
-        lambda: Pinger(args.count, args.warmup), args.url, **SETTINGS
+        lambda: Pinger(args.count, args.warmup, args.gap_ms / 1000.0), args.url, **SETTINGS
     )
     pinger = cast(Pinger, listener)
     pinger.start()
     await asyncio.wait_for(pinger.done, args.timeout)
     transport.disconnect()
-    result = {"rtt_us": pinger.samples, "payload_bytes": len(PAYLOAD), "warmup": args.warmup}
+    result = {
+        "rtt_us": pinger.samples,
+        "payload_bytes": len(PAYLOAD),
+        "warmup": args.warmup,
+        "gap_ms": args.gap_ms,
+    }
     sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
 
 
@@ -122,6 +130,12 @@ def main() -> None:
     p.add_argument("--url", default="ws://127.0.0.1:3002/")
     p.add_argument("--count", type=int, default=2000, help="round trips timed")
     p.add_argument("--warmup", type=int, default=200, help="round trips first, not timed")
+    p.add_argument(
+        "--gap-ms",
+        type=float,
+        default=0.0,
+        help="pause between an echo and the next frame, as sequential unicasts have (default 0)",
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds for them all")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
