@@ -83,6 +83,8 @@ class Namespace:
         n = len(members)
         if n == 0:
             return []
+        if k == 1:  # a unicast's case
+            return [members[random.randrange(n)]]
         if k == 2 and n >= 2:  # the tree's case, without random.sample's set-up
             first = random.randrange(n)
             second = random.randrange(n - 1)

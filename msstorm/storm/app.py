@@ -31,7 +31,7 @@ import os
 import secrets
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeGuard
 
 import orjson
@@ -187,13 +187,29 @@ class Storm:
             self._counts["monitor refused"] += 1
             raise ConnectionRefused("invalid monitor token")
 
-    async def initiate_poke(self, sid: str, *args: Any) -> dict[str, Any]:
+    def initiate_poke(
+        self, sid: str, *args: Any
+    ) -> dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
+        """Acknowledged at once, unless another worker's word is needed first (then the
+        server runs the returned coroutine and acknowledges with its result)."""
         try:
-            op = await self._start(sid, *args)
+            started = self._start(sid, *args)
         except Refusal as refusal:
-            self._counts[f"initiatePoke refused: {refusal.code}"] += 1
-            return refusal.answer()
+            return self._refused(refusal)
+        if isinstance(started, Operation):
+            return {"op": started.id, "expected": started.expected}
+        return self._started_later(started)
+
+    async def _started_later(self, starting: Awaitable[Operation]) -> dict[str, Any]:
+        try:
+            op = await starting
+        except Refusal as refusal:
+            return self._refused(refusal)
         return {"op": op.id, "expected": op.expected}
+
+    def _refused(self, refusal: Refusal) -> dict[str, Any]:
+        self._counts[f"initiatePoke refused: {refusal.code}"] += 1
+        return refusal.answer()
 
     async def status_request(self, sid: str, *args: Any, ack: Any = None) -> None:
         """Answered by ack when the monitor asked for one, else with a ``status`` event."""
@@ -260,7 +276,8 @@ class Storm:
 
     # -- starting operations (at the origin) ----------------------------------
 
-    async def _start(self, monitor: str | None, *args: Any) -> Operation:
+    def _start(self, monitor: str | None, *args: Any) -> Operation | Awaitable[Operation]:
+        """The operation, started; or what starts it once other workers have answered."""
         if len(args) != 1 or not isinstance(args[0], dict):
             raise Refusal("bad-request", "initiatePoke takes one object")
         request = args[0]
@@ -281,11 +298,25 @@ class Storm:
         if kind == "unicast" and dest is not None:
             if not isinstance(dest, str):
                 raise Refusal("bad-dest", "destId must be a client's sid")
-            if not await self._has_client(dest):
+            if ids.owner_of(dest) != self.tag:
+                return self._open_for(monitor, dest)
+            if dest not in self.clients.sockets:
                 raise Refusal("unknown-client", f"no client {dest!r} is connected")
         elif self._cluster_clients() == 0:
             raise Refusal("no-clients", "no client is connected")
+        return self._open(monitor, kind, leaves, dest)
 
+    async def _open_for(self, monitor: str | None, dest: str) -> Operation:
+        """A unicast to another worker's client, once that worker says it has it."""
+        if not await self._has_client(dest):
+            raise Refusal("unknown-client", f"no client {dest!r} is connected")
+        opened = self._open(monitor, "unicast", None, dest)
+        assert isinstance(opened, Operation)  # a unicast needs nobody's answer
+        return opened
+
+    def _open(
+        self, monitor: str | None, kind: str, leaves: Any, dest: str | None
+    ) -> Operation | Awaitable[Operation]:
         self._sequence += 1
         op_id = f"{self.tag}-{self._sequence:x}"
         now = time.monotonic()
@@ -301,7 +332,11 @@ class Storm:
         op.timer = asyncio.get_running_loop().call_later(self.op_timeout, self._time_out, op)
 
         if kind == "broadcast":
-            await self._start_broadcast(op)
+            others = [t for t in self.membership.alive() if t != self.tag]
+            if others:
+                return self._broadcast_over(op, others)
+            op.planned[self.tag] = self._broadcast_here(op.id, self.tag)
+            op.expected = op.planned[self.tag]
         elif kind == "unicast":
             owner = ids.owner_of(dest) if dest is not None else self._pick_workers(1)[0]
             self._request(owner, [op_id, self.tag, "unicast", 0, 0, None, dest])
@@ -313,9 +348,9 @@ class Storm:
         self._check(op)
         return op
 
-    async def _start_broadcast(self, op: Operation) -> None:
+    async def _broadcast_over(self, op: Operation, workers: list[str]) -> Operation:
+        """A broadcast to this worker's clients and, through the bus, to ``workers``'."""
         message = {"t": "broadcast", "op": op.id, "origin": self.tag}
-        workers = [t for t in self.membership.alive() if t != self.tag]
         answers = [self._ask(tag, dict(message)) for tag in workers]
         op.planned[self.tag] = self._broadcast_here(op.id, self.tag)
         for tag, outcome in zip(workers, await _settle(answers), strict=True):
@@ -324,6 +359,9 @@ class Storm:
             else:
                 op.planned[tag] = outcome[0]["n"]
         op.expected = sum(op.planned.values())
+        self._flush()
+        self._check(op)
+        return op
 
     async def _has_client(self, sid: str) -> bool:
         owner = ids.owner_of(sid)
@@ -566,11 +604,20 @@ class Storm:
         if op.timer is not None:
             op.timer.cancel()
         self._counts[f"{op.kind} {'timed out' if timed_out else 'completed'}"] += 1
-        self._spawn(self._conclude(op))
+        if op.workers() <= {self.tag}:
+            # Every part is here: concluded on the next turn of the loop, without a
+            # task (one per operation), yet after whatever the caller sends (the ack
+            # of an initiatePoke precedes its final status).
+            asyncio.get_running_loop().call_soon(self._publish, op, self._collect_here(op, True))
+        else:
+            self._spawn(self._conclude(op))
 
     async def _conclude(self, op: Operation) -> None:
-        """Collect the final figures, tell the monitor, let the shards go."""
-        parts = await self._collect(op, detail=True)
+        """Collect the final figures from every worker, then publish them."""
+        self._publish(op, await self._collect(op, detail=True))
+
+    def _publish(self, op: Operation, parts: dict[str, Collected]) -> None:
+        """Tell the monitor the final status, let the shards go."""
         status = op.status(time.monotonic(), parts, detail=True)
         op.final = status
         self.running.pop(op.id, None)
@@ -582,18 +629,20 @@ class Storm:
         self.bus.publish({"t": "end", "op": op.id})
         self._drop(op.id)
 
+    def _collect_here(self, op: Operation, detail: bool) -> dict[str, Collected]:
+        """This worker's part of ``op``: it needs no trip through the bus."""
+        shard = self.shards.get(f"{op.id}@{self.tag}")
+        if shard is None:
+            return {}
+        answers = b",".join(shard.answers()) if detail else b""
+        if not op.done:
+            op.progress[self.tag] = shard.counts()
+        return {self.tag: Collected(*shard.counts(), shard.table.rtt, shard.table.delay, answers)}
+
     async def _collect(self, op: Operation, detail: bool) -> dict[str, Collected]:
-        parts: dict[str, Collected] = {}
         workers = sorted(op.workers())
-        if self.tag in workers:  # this worker's own part needs no trip through the bus
-            workers.remove(self.tag)
-            shard = self.shards.get(f"{op.id}@{self.tag}")
-            if shard is not None:
-                answers = b",".join(shard.answers()) if detail else b""
-                part = Collected(*shard.counts(), shard.table.rtt, shard.table.delay, answers)
-                parts[self.tag] = part
-                if not op.done:
-                    op.progress[self.tag] = shard.counts()
+        parts = self._collect_here(op, detail) if self.tag in workers else {}
+        workers = [tag for tag in workers if tag != self.tag]
         replies = await _settle(
             [self._ask(tag, {"t": "collect", "op": op.id, "detail": detail}) for tag in workers]
         )
