@@ -29,6 +29,10 @@ class AddressLimit:
         """Whether connections from ``address`` count against the limit."""
         if self.loopback or not address:
             return bool(address)
+        # The forms getpeername() gives, read without ipaddress (a handshake's cost):
+        # a dotted quad is loopback in 127/8 only.
+        if ":" not in address and address.count(".") == 3:
+            return not address.startswith("127.")
         try:
             return not ipaddress.ip_address(address).is_loopback
         except ValueError:
