@@ -8,7 +8,7 @@ Every module here has a plain-Python twin with the same API:
     timers_c        timers                         the heartbeat timer wheel
     histogram_c     histogram                      log-linear histograms
     rtt_c           rtt                            the pending-poke table
-    pokes_c         pokes                          poke frames and the fan-out loop
+    pokes_c         pokes                          poke frames, the fan-out loop, a tree's growth
     pokeback_c      pokeback                       the pokeBack fast path
     swarm_client_c  swarm_client                   one connection of the client swarm
 
@@ -38,6 +38,7 @@ __all__ = [
     "Traffic",
     "codec",
     "compiled",
+    "grow_tree",
     "send_pokes",
 ]
 
@@ -93,5 +94,6 @@ Histogram = _histogram.Histogram
 PokeTable = _rtt.PokeTable
 PokeFrame = _pokes.PokeFrame
 send_pokes = _pokes.send_pokes
+grow_tree = _pokes.grow_tree
 SwarmClient = _swarm_client.SwarmClient
 PokeBackTap = _pokeback.PokeBackTap

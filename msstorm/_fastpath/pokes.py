@@ -8,13 +8,19 @@ node) has the same bytes but for two fixed-width fields: a ``PokeFrame`` is
 that text once, and ``send_pokes`` patches the two fields in place for each
 recipient and hands the same buffer to the socket.
 
+``grow_tree`` is the tree rule on a worker that holds every client: the answer
+to one poke makes two pokes to clients drawn at random, booked and sent in one
+call, once per tree answer.
+
 This is the plain-Python twin of ``pokes_c.pyx``: same frames, same table
-entries; the compiled loop makes no Python call per recipient.
+entries, the same draws from ``random``; the compiled loop makes no Python call
+per recipient.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -90,3 +96,54 @@ def send_pokes(
         conn.send_text(data)
         sent += 1
     return sent
+
+
+def grow_tree(
+    tree: Any, index: int, tree_leaves: int, members: Sequence[str], sockets: dict[str, Any]
+) -> bool:
+    """The answer to poke ``index`` of ``tree`` makes two pokes, one level down, to
+    clients drawn from ``members`` (distinct when there are two; ``sockets`` maps
+    them to their connections): booked in ``tree``, timed in its table, sent. A poke
+    that cannot be sent loses its whole subtree (``tree.unreachable``).
+
+    ``tree`` is a tree's shard: ``key``, ``op_id``, ``leaves`` (the root's),
+    ``targets``, ``parents``, ``depths`` (a bytearray), ``table``, ``unreachable``.
+    ``tree_leaves`` is what the answer said (-1: nothing); returns whether that was
+    half its poke's ``treeLeaves``, as the contract asks (a leaf's answer says nothing).
+    """
+    depth = tree.depths[index]
+    leaves = tree.leaves >> depth
+    right = tree_leaves == (leaves >> 1 if leaves >= 2 else -1)
+    if leaves < 2:
+        return right
+    below = leaves >> 1
+    n = len(members)
+    if n == 0:
+        tree.unreachable += 2 * (2 * below - 1)
+        return right
+    first = int(random.random() * n)
+    second = first
+    if n >= 2:
+        second = int(random.random() * (n - 1))
+        if second >= first:
+            second += 1
+    parent = tree.targets[index]
+    slot = len(tree.targets)
+    table = tree.table
+    conns = []
+    for sid in (members[first], members[second]):
+        conn = sockets.get(sid)
+        if conn is None:
+            continue
+        if len(tree.targets) >= table.capacity:
+            table.grow(2 * table.capacity)
+        tree.targets.append(sid)
+        tree.parents.append(parent)
+        tree.depths.append(depth + 1)
+        conns.append(conn)
+    sent = 0
+    if conns:
+        frame = PokeFrame(tree.key, below, parent, tree.op_id)
+        sent = send_pokes(frame, conns, 0, len(conns), slot, table)
+    tree.unreachable += (2 - sent) * (2 * below - 1)
+    return right

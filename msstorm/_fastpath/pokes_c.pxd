@@ -12,3 +12,6 @@ cdef class PokeFrame:
 
 cpdef Py_ssize_t send_pokes(PokeFrame frame, list conns, Py_ssize_t start, Py_ssize_t stop,
                             Py_ssize_t first_index, PokeTable table) except -1
+
+cpdef bint grow_tree(object tree, Py_ssize_t index, long long tree_leaves, list members,
+                     dict sockets) except -1

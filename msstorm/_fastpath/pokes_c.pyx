@@ -16,6 +16,7 @@ from msstorm._fastpath.connection_c cimport Connection
 from msstorm._fastpath.rtt_c cimport PokeTable
 
 from msstorm._fastpath.pokes import INDEX_WIDTH, MAX_POKES, TS_WIDTH
+from random import random as _random
 
 cdef Py_ssize_t HEADROOM = 14  # the largest WebSocket header a server writes
 cdef Py_ssize_t _INDEX_WIDTH = INDEX_WIDTH
@@ -114,3 +115,49 @@ cpdef Py_ssize_t send_pokes(PokeFrame frame, list conns, Py_ssize_t start, Py_ss
             conn.traffic.bytes_out += frame._size
         sent += 1
     return sent
+
+
+cpdef bint grow_tree(object tree, Py_ssize_t index, long long tree_leaves, list members,
+                     dict sockets) except -1:
+    """The answer to poke ``index`` of ``tree`` makes two pokes one level down, to
+    clients drawn from ``members`` (see the plain twin); whether the answer's
+    ``tree_leaves`` was right."""
+    cdef bytearray depths = tree.depths
+    cdef Py_ssize_t depth = depths[index]
+    cdef long long leaves = (<long long>tree.leaves) >> depth
+    cdef bint right = tree_leaves == ((leaves >> 1) if leaves >= 2 else -1)
+    if leaves < 2:
+        return right
+    cdef long long below = leaves >> 1
+    cdef Py_ssize_t n = len(members)
+    if n == 0:
+        tree.unreachable += 2 * (2 * below - 1)
+        return right
+    cdef Py_ssize_t first = <Py_ssize_t>(<double>_random() * n)
+    cdef Py_ssize_t second = first
+    if n >= 2:
+        second = <Py_ssize_t>(<double>_random() * (n - 1))
+        if second >= first:
+            second += 1
+    cdef list targets = tree.targets
+    cdef list parents = tree.parents
+    cdef PokeTable table = <PokeTable?>tree.table
+    parent = targets[index]
+    cdef Py_ssize_t slot = len(targets)
+    cdef list conns = []
+    for sid in (members[first], members[second]):
+        conn = sockets.get(sid)
+        if conn is None:
+            continue
+        if len(targets) >= table.capacity:
+            table.grow(2 * table.capacity)
+        targets.append(sid)
+        parents.append(parent)
+        depths.append(depth + 1)
+        conns.append(conn)
+    cdef Py_ssize_t sent = 0
+    if conns:
+        frame = PokeFrame(tree.key, below, parent, tree.op_id)
+        sent = send_pokes(frame, conns, 0, len(conns), slot, table)
+    tree.unreachable += (2 - sent) * (2 * below - 1)
+    return right

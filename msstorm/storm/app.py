@@ -36,7 +36,7 @@ from typing import Any, TypeGuard
 
 import orjson
 
-from msstorm._fastpath import Histogram, PokeBackTap, send_pokes
+from msstorm._fastpath import Histogram, PokeBackTap, grow_tree, send_pokes
 from msstorm.cluster.bus import Bus, LocalBus
 from msstorm.cluster.membership import BEAT_EVERY, Membership
 from msstorm.protocol.errors import ConnectionRefused
@@ -495,12 +495,17 @@ class Storm:
 
     def _answered(self, shard: Shard, index: int, tree_leaves: int) -> None:
         """After the tap recorded an answer to a tree poke, or the last one of a shard."""
-        if isinstance(shard, TreeShard):
-            self._grow(shard, index, tree_leaves)
+        if shard.grows:
+            clients = self.clients
+            if len(self.membership.peers) > 1:
+                self._grow(shard, index, tree_leaves)  # type: ignore[arg-type]
+            elif not grow_tree(shard, index, tree_leaves, clients.members, clients.sockets):
+                self._counts["answers with a wrong treeLeaves"] += 1  # the server's count rules
         self._dirty.add(shard)
         self._soon()
 
     def _grow(self, shard: TreeShard, index: int, tree_leaves: int) -> None:
+        """The tree rule in a cluster: the two children may be any worker's clients."""
         depth = shard.depths[index]
         leaves = shard.leaves_at(depth)
         if tree_leaves != (leaves // 2 if leaves >= 2 else -1):
@@ -508,9 +513,6 @@ class Storm:
         if leaves < 2:
             return
         parent = shard.targets[index]
-        if len(self.membership.peers) == 1:  # a cluster of one: poke now, no request
-            self._tree_pokes(shard, depth + 1, parent, 2)
-            return
         workers = self._pick_workers(2)
         if not workers:  # every client has gone: the two subtrees are lost now
             shard.unreachable += 2 * shard.subtree(depth + 1)

@@ -1,14 +1,19 @@
-"""Poke frames, both twins: the same bytes, valid JSON, and what the contract names."""
+"""Poke frames and a tree's growth, both twins: the same bytes, valid JSON, what the
+contract names."""
 
 from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+from typing import Any
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from msstorm._fastpath import connection, connection_c, pokes_c, rtt_c
 from msstorm._fastpath import pokes as pokes_py
-from msstorm._fastpath import pokes_c
 from msstorm._fastpath import rtt as rtt_py
 from msstorm.protocol import packets
 
@@ -71,3 +76,92 @@ def test_plain_fan_out_times_each_poke_and_skips_the_closed() -> None:
     assert orjson.loads(conns[0].sent[0][2:])[1]["id"] == "op.0000000a"
     assert orjson.loads(conns[2].sent[0][2:])[1]["id"] == "op.0000000c"
     assert table.is_pending(10) and not table.is_pending(11) and table.is_pending(12)
+
+
+# -- a tree's growth on one worker, both twins ----------------------------------------
+
+GROW_TWINS = [(pokes_py, connection, rtt_py), (pokes_c, connection_c, rtt_c)]
+
+
+def tree_of(rtt_module: Any, leaves: int, capacity: int = 1) -> SimpleNamespace:
+    """A tree's shard whose root (slot 0, depth 0) went to "c0"."""
+    table = rtt_module.PokeTable(capacity)
+    table.mark_sent(0, 0.0)
+    return SimpleNamespace(
+        key="t-1@w",
+        op_id="t-1",
+        leaves=leaves,
+        targets=["c0"],
+        parents=[None],
+        depths=bytearray([0]),
+        table=table,
+        unreachable=0,
+    )
+
+
+def clients(connection_module: Any, n: int, closed: frozenset[int] = frozenset()) -> Any:
+    members = [f"c{i}" for i in range(n)]
+    sockets = {}
+    for i, sid in enumerate(members):
+        conn = connection_module.Connection(SimpleNamespace(traffic=connection_module.Traffic()))
+        conn.held = []  # what it is sent waits here: no socket in this test
+        conn.closed = i in closed
+        sockets[sid] = conn
+    return members, sockets
+
+
+def grown(twins: Any, leaves: int, n: int, closed: frozenset[int] = frozenset(), said: int = 0):
+    pokes_module, connection_module, rtt_module = twins
+    tree = tree_of(rtt_module, leaves)
+    members, sockets = clients(connection_module, n, closed)
+    random.seed(7)
+    right = pokes_module.grow_tree(tree, 0, said if said else leaves // 2, members, sockets)
+    sent = {
+        sid: [orjson.loads(frame[2:])[1] for frame in conn.held]
+        for sid, conn in sockets.items()
+        if conn.held
+    }
+    for pokes in sent.values():
+        for poke in pokes:
+            del poke["ts"]  # each twin's own clock
+    table = (tree.table.sent, tree.table.unsent, tree.table.capacity)
+    return right, tree.targets, tree.parents, list(tree.depths), tree.unreachable, table, sent
+
+
+@pytest.mark.parametrize(
+    ("leaves", "n", "closed"),
+    [(8, 10, frozenset()), (8, 10, frozenset(range(10))), (2, 1, frozenset()), (1 << 20, 3, {1})],
+    ids=["two-clients", "all-closed", "one-client", "deep-one-closed"],
+)
+def test_both_twins_grow_a_tree_alike(leaves: int, n: int, closed: frozenset[int]) -> None:
+    plain, compiled = (grown(t, leaves, n, frozenset(closed)) for t in GROW_TWINS)
+    assert plain == compiled
+    right, targets, parents, depths, unreachable, table, sent = plain
+    assert right
+    children = targets[1:]
+    assert parents == [None] + ["c0"] * len(children) and depths == [0] + [1] * len(children)
+    assert len(set(children)) == len(children) or n == 1  # distinct when there are two
+    below = 2 * (leaves // 2) - 1  # pokes in a child's subtree
+    assert unreachable == (2 - table[0] + 1) * below  # table[0]: the root and the sent
+    for sid, pokes in sent.items():
+        assert sid in children  # nobody else was poked
+        for poke in pokes:
+            assert poke["treeLeaves"] == leaves // 2 and poke["parentId"] == "c0"
+            assert poke["treeId"] == "t-1" and poke["id"].startswith("t-1@w.")
+    assert table[2] >= len(targets)  # the table grew to hold every slot
+
+
+@pytest.mark.parametrize("twins", GROW_TWINS, ids=["python", "cython"])
+def test_a_leaf_grows_nothing_and_a_wrong_tree_leaves_is_said(twins: Any) -> None:
+    right, targets, *_ = grown(twins, 1, 4, said=-1)
+    assert right and targets == ["c0"]  # a leaf: its answer says no treeLeaves
+    right, targets, *_ = grown(twins, 1, 4, said=3)
+    assert not right and targets == ["c0"]
+    right, targets, *_ = grown(twins, 8, 4, said=2)  # half of 8 is 4
+    assert not right and len(targets) == 3  # counted by the caller, grown all the same
+
+
+@pytest.mark.parametrize("twins", GROW_TWINS, ids=["python", "cython"])
+def test_with_no_client_both_subtrees_are_lost(twins: Any) -> None:
+    right, targets, _, _, unreachable, *_ = grown(twins, 16, 0)
+    assert right and targets == ["c0"] and unreachable == 2 * 15
