@@ -10,10 +10,11 @@ bench/peers/python_socketio), compression off and its defaults otherwise (ping
 interval 25 s), is driven by the same msstorm swarm (``msstorm-client``) and the
 same monitor (``msstorm.monitor.client`` in this process):
 
-1. handshake rate from cold: N clients connect; the time from the first client
-   the server counts to the N-th (``statusRequest`` polled every 20 ms);
-2. memory per idle connection: server VmRSS with N clients settled, less VmRSS
-   before the swarm, over N (user space only; the kernel's part is
+1. handshake rate from cold: N clients connect to a server started fresh; the
+   time from the first client the server counts to the N-th (``statusRequest``
+   polled every 20 ms); repeated on a fresh server each time (``--ramps``);
+2. memory per idle connection: server VmRSS with the last ramp's N clients
+   settled, less VmRSS before it, over N (user space only; the kernel's part is
    bench/run_engine.py's business);
 3. broadcast: the time from the monitor's ``initiatePoke`` to the final
    ``status`` it receives (the server's own ``summary.elapsedMs`` beside it),
@@ -41,9 +42,9 @@ process's wake-up is part of their RTT, not of a back-to-back echo's); the send 
 quoted from bench/results/broadcast.jsonl (bench/run_broadcast.py, which
 ``make bench`` runs just before this).
 
-Quick mode: 5 broadcasts, 3 trees of 4,096 leaves, 200 unicasts per server, 3 s
-of settling. Full mode: 9 broadcasts, 7 trees of 4,096 and 3 of 65,536 leaves,
-1,000 unicasts, 5 s.
+Quick mode: 2 ramps, 5 broadcasts, 3 trees of 4,096 leaves, 200 unicasts per
+server, 3 s of settling. Full mode: 3 ramps, 9 broadcasts, 7 trees of 4,096 and 3
+of 65,536 leaves, 1,000 unicasts, 5 s.
 
 Results: bench/results/storm.jsonl (appended, one object per figure) and
 bench/results/storm.md, storm-workers.md for the multi-process forms (rewritten).
@@ -113,15 +114,16 @@ class Plan:
     connect_timeout: float
     swarm_procs: int | None
     workers: int = 1  # processes of every server (its multi-process form above 1)
+    ramps: int = 1  # handshake ramps, each on a fresh server (the last one stays)
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
     if args.quick:
         trees: tuple[tuple[int, int], ...] = ((4096, 3),)
-        plan = Plan(args.conns, 5, trees, 200, 3.0, 2000, 120.0, 90.0, args.swarm_procs)
+        plan = Plan(args.conns, 5, trees, 200, 3.0, 2000, 120.0, 90.0, args.swarm_procs, ramps=2)
     else:
         trees = ((4096, 7), (65536, 3))
-        plan = Plan(args.conns, 9, trees, 1000, 5.0, 10000, 600.0, 300.0, args.swarm_procs)
+        plan = Plan(args.conns, 9, trees, 1000, 5.0, 10000, 600.0, 300.0, args.swarm_procs, ramps=3)
     if args.trees is not None:
         repeats = plan.trees[0][1]
         plan = dataclasses.replace(plan, trees=tuple((leaves, repeats) for leaves in args.trees))
@@ -130,6 +132,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         plan = dataclasses.replace(plan, broadcasts=args.repeats, trees=trees)
     if args.unicasts is not None:
         plan = dataclasses.replace(plan, unicasts=args.unicasts)
+    if args.ramps is not None:
+        plan = dataclasses.replace(plan, ramps=max(1, args.ramps))
     return dataclasses.replace(plan, workers=args.workers or workers_for(args.conns))
 
 
@@ -290,7 +294,7 @@ class ServerRun:
     reached: int = 0
     problems: list[str] = field(default_factory=list)  # what kept a figure from being taken
     notes: list[str] = field(default_factory=list)  # what a reader should know besides
-    connect: dict[str, Any] = field(default_factory=dict)
+    ramps: list[dict[str, Any]] = field(default_factory=list)  # one per swarm connected
     memory: dict[str, Any] = field(default_factory=dict)
     broadcasts: list[dict[str, Any]] = field(default_factory=list)
     trees: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
@@ -342,7 +346,33 @@ class Session:
         common.progress(f"{self.tag} {message}")
 
     async def measure(self) -> ServerRun:
+        """Every figure of this server: ``plan.ramps`` fresh servers connected to in turn,
+        the last one kept for memory and the operations."""
         started = time.monotonic()
+        try:
+            for index in range(self.plan.ramps - 1):  # each on a server of its own, from cold
+                async with self.serving() as (url, meter, monitor):
+                    came = await self.ramp(url, meter, monitor, index)
+                if came < self.plan.conns:
+                    break  # it falls short: the last ramp says so again, with the operations
+            async with self.serving() as (url, meter, monitor):
+                await self.connect(url, meter, monitor)
+                if self.run.reached:
+                    await self.broadcasts(meter, monitor)
+                    for leaves, repeats in self.plan.trees:
+                        await self.trees(meter, monitor, leaves, repeats)
+                    await self.unicasts(meter, monitor)
+        except (BenchError, MonitorError) as exc:
+            self.run.problems.append(f"{exc}")
+            self.say(f"stopped early: {exc}")
+        finally:
+            self.run.wall_s = time.monotonic() - started
+        return self.run
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[tuple[str, Meter, MonitorClient]]:
+        """A fresh server (and its redis-server, if it needs one) with a monitor; when
+        done, its swarm, the monitor and the server stopped."""
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         redis: Child | None = None
@@ -350,7 +380,8 @@ class Session:
         if self.kind.needs_redis and self.plan.workers > 1:
             redis_port = free_port()
             redis = start_redis(f"{self.kind.name}-redis", redis_port, self.workdir)
-            self.run.helpers.append("redis-server")
+            if "redis-server" not in self.run.helpers:
+                self.run.helpers.append("redis-server")
         redis_url = f"redis://127.0.0.1:{redis_port}/0" if redis is not None else None
         command = self.kind.command(port, self.token, self.plan, redis_url)
         server = Child(self.kind.name, command, self.workdir)
@@ -366,19 +397,13 @@ class Session:
             if self.plan.workers > 1:
                 await self.wait_for_workers(monitor)
             await asyncio.sleep(1.0)
-            await self.connect(url, server, meter, monitor)
-            if self.run.reached:
-                await self.broadcasts(meter, monitor)
-                for leaves, repeats in self.plan.trees:
-                    await self.trees(meter, monitor, leaves, repeats)
-                await self.unicasts(meter, monitor)
-        except (BenchError, MonitorError) as exc:
-            self.run.problems.append(f"{exc}")
-            self.say(f"stopped early: {exc}")
-            if isinstance(exc, MonitorError) and server.exited() is not None:
+            yield url, meter, monitor
+        except MonitorError:
+            if server.exited() is not None:
                 self.run.problems.append(
                     f"the server exited with status {server.exited()}:\n{server.tail()}"
                 )
+            raise
         finally:
             if monitor is not None:
                 with contextlib.suppress(Exception):
@@ -389,13 +414,13 @@ class Session:
             if redis is not None:
                 await redis.stop(grace=5)
             if self.run.exit_status not in (0, -signal.SIGTERM, None):
-                self.run.notes.append(
+                note = (
                     f"the server ended with status {self.run.exit_status} after SIGTERM"
                     + (f" (killed: not gone within {SERVER_GRACE:g} s)"
                        if self.run.exit_status == -signal.SIGKILL else "")
                 )  # fmt: skip
-            self.run.wall_s = time.monotonic() - started
-        return self.run
+                if note not in self.run.notes:
+                    self.run.notes.append(note)
 
     async def wait_for_workers(self, monitor: MonitorClient) -> None:
         """Until every worker serves the port and the others know it: clients that come
@@ -413,17 +438,29 @@ class Session:
                 )
             await asyncio.sleep(0.2)
 
-    # -- 1 and 2: the ramp, then memory -------------------------------------------
+    # -- 1 and 2: the ramps, then memory -------------------------------------------
 
-    async def connect(self, url: str, server: Child, meter: Meter, monitor: MonitorClient) -> None:
+    async def connect(self, url: str, meter: Meter, monitor: MonitorClient) -> None:
+        """The last ramp, then the memory its N idle clients take once settled."""
+        before = meter.memory()
+        came = await self.ramp(url, meter, monitor, len(self.run.ramps))
+        await asyncio.sleep(self.plan.settle)
+        self.run.reached = int((await monitor.status_request(detail=False)).get("clients", 0))
+        if self.run.reached < came:
+            self.run.problems.append(f"{came - self.run.reached:,} clients dropped while settling")
+        self.measure_memory(before, meter.memory())
+
+    async def ramp(self, url: str, meter: Meter, monitor: MonitorClient, index: int) -> int:
+        """One swarm of N, timed from the first client the server counts to the N-th;
+        how many came."""
         n = self.plan.conns
-        memory_before = meter.memory()
         cpu_before = meter.read()
         command = [PY, "-m", "msstorm.swarm.cli", "--url", url, "--conns", str(n),
                    "--no-log", "--json"]  # fmt: skip
         if self.plan.swarm_procs:
             command += ["--procs", str(self.plan.swarm_procs)]
-        swarm = meter.swarm = Child(f"{self.kind.name}-swarm", command, self.workdir)
+        name = f"{self.kind.name}-swarm" + (f"-{index + 1}" if index else "")
+        swarm = meter.swarm = Child(name, command, self.workdir)
         spawned = last_poll = last_growth = last_line = time.perf_counter()
         grown_at = spawned  # when the count last grew (between two polls)
         first: float | None = None
@@ -466,7 +503,7 @@ class Session:
             # Short of N, the rate is of the clients that came, up to the last of them.
             end = full if full is not None else grown_at
             seconds = end - first
-            self.run.connect = {
+            ramp = {
                 "clients": clients,
                 "seconds": seconds,
                 "rate": clients / seconds if seconds > 0 else None,
@@ -477,31 +514,31 @@ class Session:
                 "swarm_busy_pct": cpu_joined.swarm / (joined_at - spawned) * 100.0,
                 "complete": full is not None,
             }
-            rate = self.run.connect["rate"]
+            self.run.ramps.append(ramp)
+            rate = ramp["rate"]
             self.say(
-                f"{clients:,}/{n:,} connected in {seconds:.2f} s"
+                f"ramp {index + 1}: {clients:,}/{n:,} connected in {seconds:.2f} s"
                 + (f" ({rate:,.0f}/s)" if rate else "")
             )
-        await asyncio.sleep(self.plan.settle)
-        self.run.reached = int((await monitor.status_request(detail=False)).get("clients", 0))
-        if self.run.reached < clients:
-            self.run.problems.append(
-                f"{clients - self.run.reached:,} clients dropped while settling"
-            )
-        memory_after = meter.memory()
-        if self.run.reached:
-            per = {
-                key: (memory_after[key] - memory_before[key]) / self.run.reached
-                for key in ("VmRSS", "RssAnon", "Private_Dirty")
-                if key in memory_after and key in memory_before
-            }
-            self.run.memory = {
-                "before_kB": memory_before,
-                "after_kB": memory_after,
-                "clients": self.run.reached,
-                "per_conn_KiB": per,
-            }
-            self.say(f"memory: {per['VmRSS']:.2f} KiB per idle connection (VmRSS growth / N)")
+        return clients
+
+    def measure_memory(self, before: dict[str, int], after: dict[str, int]) -> None:
+        """Server memory per idle connection: its growth over the swarm, per client."""
+        reached = self.run.reached
+        if not reached:
+            return
+        per = {
+            key: (after[key] - before[key]) / reached
+            for key in ("VmRSS", "RssAnon", "Private_Dirty")
+            if key in after and key in before
+        }
+        self.run.memory = {
+            "before_kB": before,
+            "after_kB": after,
+            "clients": reached,
+            "per_conn_KiB": per,
+        }
+        self.say(f"memory: {per['VmRSS']:.2f} KiB per idle connection (VmRSS growth / N)")
 
     # -- 3 and 4: broadcasts and trees --------------------------------------------
 
@@ -786,23 +823,26 @@ def figures_of(run: ServerRun, plan: Plan) -> dict[str, tuple[Figure, list[float
         if values:
             out[figure.key] = (figure, values)
 
-    c = run.connect
+    ramps = run.ramps
     add(Figure("clients", f"clients connected (of {plan.conns:,} asked)", "", 0, True),
         [run.reached])  # fmt: skip
     add(
         Figure("connect_s", "time to connect them, first to last", "s", 2, False),
-        [c.get("seconds")],
+        [r["seconds"] for r in ramps],
     )
-    add(Figure("handshake_rate", "handshake rate from cold", "conn/s", 0, True), [c.get("rate")])
+    add(
+        Figure("handshake_rate", "handshake rate from cold", "conn/s", 0, True),
+        [r["rate"] for r in ramps],
+    )
     # On a small box the server and the swarm share the cores: CPU per handshake says what
     # the rate alone cannot when both are busy.
     add(
         Figure("connect_cpu", "server CPU per handshake", "us", 0, False),
-        [c["server_cpu_s"] / c["clients"] * 1e6 if c.get("clients") else None],
+        [r["server_cpu_s"] / r["clients"] * 1e6 for r in ramps],
     )
     add(
         Figure("connect_swarm", "swarm CPU while connecting, % of one core", "%", 0, False, True),
-        [c.get("swarm_busy_pct")],
+        [r["swarm_busy_pct"] for r in ramps],
     )
     if run.swarm_summary is not None:
         add(
@@ -1106,7 +1146,8 @@ def report(
     git = ctx["git"]
     v = ctx["versions"]
     repeats = ", ".join(
-        [f"{plan.broadcasts} broadcasts"]
+        [f"{plan.ramps} ramp{'s' if plan.ramps > 1 else ''} (a fresh server each)"]
+        + [f"{plan.broadcasts} broadcasts"]
         + [f"{r} trees of {leaves:,}" for leaves, r in plan.trees]
         + [f"{plan.unicasts:,} unicasts"]
     )
@@ -1192,7 +1233,9 @@ def report(
         "",
         "- Handshake rate: N over the time from the first client the server counts to the "
         f"N-th (`statusRequest` every {POLL * 1000:.0f} ms; each moment taken between two "
-        "polls), from a server started fresh; the swarm's processes start before.",
+        f"polls), from a server started fresh: {plan.ramps} ramp(s), each on a server of its "
+        "own; the swarm's processes start before its first connection; the last server and "
+        "its swarm stay for the memory reading and the operations.",
         "- Memory: server VmRSS (/proc/PID/status) with N clients, "
         f"{plan.settle:g} s after the last joined, less VmRSS before the swarm, over N. User "
         "space only; kernel socket memory is the same for every server (bench/run_engine.py).",
@@ -1249,7 +1292,7 @@ def report(
                 "server": name,
                 "conns": plan.conns,
                 "clients": run.reached,
-                "connect": run.connect,
+                "ramps": run.ramps,
                 "memory": run.memory,
                 "broadcasts": run.broadcasts,
                 "trees": {str(k): v for k, v in run.trees.items()},
@@ -1432,6 +1475,9 @@ def main(argv: list[str] | None = None) -> int:
         help="tree sizes in leaves, comma-separated (default 4096 quick, 4096,65536 full)",
     )
     parser.add_argument("--unicasts", type=int, help="sequential unicasts per server")
+    parser.add_argument(
+        "--ramps", type=int, help="fresh servers connected to per server (default 2 quick, 3 full)"
+    )
     parser.add_argument("--swarm-procs", type=int, help="swarm processes (default: its own plan)")
     parser.add_argument(
         "--workers",
