@@ -516,11 +516,7 @@ class ClusterStorm(Storm):
     async def grow_here(self, part: Part, slot: int, sid: str, answer: dict[str, Any]) -> None:
         """The tree rule, in the process that got the answer: two children drawn over
         the cluster."""
-        leaves = part.leaves_below(slot)
-        expected = leaves // 2 if leaves >= 2 else None
-        if answer.get("treeLeaves") != expected:
-            self.count("answers with a wrong treeLeaves")  # the server's count rules
-        if leaves < 2:
+        if not self.grows(part.leaves_below(slot), answer):
             return
         for i, (worker, pick) in enumerate(self.draw(part.census, 2)):
             child = {

@@ -515,12 +515,15 @@ class Storm:
         self.check(op)
         return None
 
+    def grows(self, leaves: int, answer: dict[str, Any]) -> bool:
+        """Whether the answer to a poke with ``leaves`` makes two more; one whose
+        treeLeaves is not half of them is counted (the server's count rules)."""
+        if answer.get("treeLeaves") != (leaves // 2 if leaves >= 2 else None):
+            self.count("answers with a wrong treeLeaves")
+        return leaves >= 2
+
     async def grow(self, tree: Tree, index: int, answer: dict[str, Any]) -> None:
-        leaves = tree.leaves_below(index)
-        expected = leaves // 2 if leaves >= 2 else None
-        if answer.get("treeLeaves") != expected:
-            self.count("answers with a wrong treeLeaves")  # the server's count rules
-        if leaves < 2:
+        if not self.grows(tree.leaves_below(index), answer):
             return
         first = tree.grow(index, self.pick(2))
         for child in range(first, len(tree.targets)):
