@@ -47,7 +47,8 @@ server, 3 s of settling. Full mode: 3 ramps, 9 broadcasts, 7 trees of 4,096 and 
 of 65,536 leaves, 1,000 unicasts, 5 s.
 
 Results: bench/results/storm.jsonl (appended, one object per figure) and
-bench/results/storm.md, storm-workers.md for the multi-process forms (rewritten).
+bench/results/storm.md (rewritten; storm-quick.md in quick mode, storm-workers.md and
+storm-workers-quick.md for the multi-process forms).
 Every wait has a timeout: a server that cannot take N clients is reported with
 what it reached. The exit status is 1 when msstorm could not be measured in full
 or lost answers; a peer falling short is a finding, reported, not a failure.
@@ -1360,13 +1361,14 @@ def report(
             }
         )
     common.append_jsonl("storm", records)
-    common.write_text(markdown_name(plan), md)
+    common.write_text(markdown_name(plan, args.quick), md)
     return md
 
 
-def markdown_name(plan: Plan) -> str:
-    """The table's file: the multi-process forms' beside, not over, one process's."""
-    return "storm.md" if plan.workers == 1 else "storm-workers.md"
+def markdown_name(plan: Plan, quick: bool) -> str:
+    """The table's file: the multi-process forms' and the quick mode's beside, not over,
+    the full mode's one-process table (the one the README quotes)."""
+    return "storm" + ("-workers" if plan.workers > 1 else "") + ("-quick" if quick else "") + ".md"
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -1420,7 +1422,7 @@ async def amain(args: argparse.Namespace) -> int:
     print(md)
     common.progress(
         f"storm: {time.monotonic() - started:.0f} s; "
-        f"bench/results/{markdown_name(plan)} and storm.jsonl"
+        f"bench/results/{markdown_name(plan, args.quick)} and storm.jsonl"
     )
     if any(r.problems for r in runs.values()) or args.workdir:
         common.progress(f"storm: the servers' and swarms' logs are in {workdir}")
