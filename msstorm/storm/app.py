@@ -449,8 +449,9 @@ class Storm:
         self._soon()
 
     def _tree_pokes(self, shard: TreeShard, depth: int, parent: str | None, count: int) -> None:
-        """``count`` pokes at ``depth`` to clients drawn here; a poke not sent loses
-        its whole subtree. (Once per tree answer: kept to one pass.)"""
+        """``count`` pokes at ``depth`` to clients drawn here, as other workers of a
+        cluster ask (a lone worker grows its trees with ``grow_tree``); a poke not sent
+        loses its whole subtree."""
         sockets = self.clients.sockets
         first = len(shard.targets)
         conns = []
