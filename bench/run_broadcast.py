@@ -104,7 +104,7 @@ async def fan_out_round(storm: Storm, conns: list[Any], fds: list[int]) -> dict[
 async def whole_broadcast(storm: Storm) -> float:
     """Server CPU per recipient for a complete broadcast: send, receive, decode, count."""
     started = time.process_time()
-    op = await storm._start(None, {"type": "broadcast"})
+    op = await storm.begin(None, {"type": "broadcast"})
     while not op.done:
         await asyncio.sleep(0.001)
     spent = time.process_time() - started

@@ -207,6 +207,12 @@ class Storm:
             return self._refused(refusal)
         return {"op": op.id, "expected": op.expected}
 
+    async def begin(self, monitor: str | None, *args: Any) -> Operation:
+        """Start an operation as ``initiatePoke`` would, for code that drives a storm in
+        its own process (benchmarks); a refusal is raised."""
+        started = self._start(monitor, *args)
+        return started if isinstance(started, Operation) else await started
+
     def _refused(self, refusal: Refusal) -> dict[str, Any]:
         self._counts[f"initiatePoke refused: {refusal.code}"] += 1
         return refusal.answer()
