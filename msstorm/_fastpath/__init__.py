@@ -39,6 +39,7 @@ __all__ = [
     "codec",
     "compiled",
     "grow_tree",
+    "poke_tree",
     "send_pokes",
 ]
 
@@ -95,5 +96,6 @@ PokeTable = _rtt.PokeTable
 PokeFrame = _pokes.PokeFrame
 send_pokes = _pokes.send_pokes
 grow_tree = _pokes.grow_tree
+poke_tree = _pokes.poke_tree
 SwarmClient = _swarm_client.SwarmClient
 PokeBackTap = _pokeback.PokeBackTap

@@ -103,11 +103,8 @@ def grow_tree(
 ) -> bool:
     """The answer to poke ``index`` of ``tree`` makes two pokes, one level down, to
     clients drawn from ``members`` (distinct when there are two; ``sockets`` maps
-    them to their connections): booked in ``tree``, timed in its table, sent. A poke
-    that cannot be sent loses its whole subtree (``tree.unreachable``).
+    them to their connections), as ``poke_tree`` sends them.
 
-    ``tree`` is a tree's shard: ``key``, ``op_id``, ``leaves`` (the root's),
-    ``targets``, ``parents``, ``depths`` (a bytearray), ``table``, ``unreachable``.
     ``tree_leaves`` is what the answer said (-1: nothing); returns whether that was
     half its poke's ``treeLeaves``, as the contract asks (a leaf's answer says nothing).
     """
@@ -116,22 +113,36 @@ def grow_tree(
     right = tree_leaves == (leaves >> 1 if leaves >= 2 else -1)
     if leaves < 2:
         return right
-    below = leaves >> 1
     n = len(members)
-    if n == 0:
-        tree.unreachable += 2 * (2 * below - 1)
-        return right
-    first = int(random.random() * n)
-    second = first
-    if n >= 2:
-        second = int(random.random() * (n - 1))
-        if second >= first:
-            second += 1
-    parent = tree.targets[index]
+    drawn: list[str] = []
+    if n:
+        first = int(random.random() * n)
+        second = first
+        if n >= 2:
+            second = int(random.random() * (n - 1))
+            if second >= first:
+                second += 1
+        drawn = [members[first], members[second]]
+    poke_tree(tree, tree.targets[index], depth + 1, drawn, 2, sockets)
+    return right
+
+
+def poke_tree(
+    tree: Any, parent: Any, depth: int, sids: Sequence[str], count: int, sockets: dict[str, Any]
+) -> None:
+    """``count`` pokes at ``depth`` of ``tree``, caused by ``parent``'s answer (None for
+    the root), to the clients ``sids`` (``sockets`` maps them to their connections):
+    booked in ``tree``, timed in its table, sent. A poke that cannot be sent, or has no
+    client drawn for it, loses its whole subtree (``tree.unreachable``).
+
+    ``tree`` is a tree's shard: ``key``, ``op_id``, ``leaves`` (the root's),
+    ``targets``, ``parents``, ``depths`` (a bytearray), ``table``, ``unreachable``.
+    """
+    leaves = tree.leaves >> depth
     slot = len(tree.targets)
     table = tree.table
     conns = []
-    for sid in (members[first], members[second]):
+    for sid in sids:
         conn = sockets.get(sid)
         if conn is None:
             continue
@@ -139,11 +150,10 @@ def grow_tree(
             table.grow(2 * table.capacity)
         tree.targets.append(sid)
         tree.parents.append(parent)
-        tree.depths.append(depth + 1)
+        tree.depths.append(depth)
         conns.append(conn)
     sent = 0
     if conns:
-        frame = PokeFrame(tree.key, below, parent, tree.op_id)
+        frame = PokeFrame(tree.key, leaves, parent, tree.op_id)
         sent = send_pokes(frame, conns, 0, len(conns), slot, table)
-    tree.unreachable += (2 - sent) * (2 * below - 1)
-    return right
+    tree.unreachable += (count - sent) * (2 * leaves - 1)

@@ -15,3 +15,5 @@ cpdef Py_ssize_t send_pokes(PokeFrame frame, list conns, Py_ssize_t start, Py_ss
 
 cpdef bint grow_tree(object tree, Py_ssize_t index, long long tree_leaves, list members,
                      dict sockets) except -1
+cpdef int poke_tree(object tree, object parent, Py_ssize_t depth, list sids, Py_ssize_t count,
+                    dict sockets) except -1

@@ -128,24 +128,33 @@ cpdef bint grow_tree(object tree, Py_ssize_t index, long long tree_leaves, list 
     cdef bint right = tree_leaves == ((leaves >> 1) if leaves >= 2 else -1)
     if leaves < 2:
         return right
-    cdef long long below = leaves >> 1
     cdef Py_ssize_t n = len(members)
-    if n == 0:
-        tree.unreachable += 2 * (2 * below - 1)
-        return right
-    cdef Py_ssize_t first = <Py_ssize_t>(<double>_random() * n)
-    cdef Py_ssize_t second = first
-    if n >= 2:
-        second = <Py_ssize_t>(<double>_random() * (n - 1))
-        if second >= first:
-            second += 1
+    cdef Py_ssize_t first, second
+    cdef list drawn = []
+    if n:
+        first = <Py_ssize_t>(<double>_random() * n)
+        second = first
+        if n >= 2:
+            second = <Py_ssize_t>(<double>_random() * (n - 1))
+            if second >= first:
+                second += 1
+        drawn = [members[first], members[second]]
+    poke_tree(tree, (<list>tree.targets)[index], depth + 1, drawn, 2, sockets)
+    return right
+
+
+cpdef int poke_tree(object tree, object parent, Py_ssize_t depth, list sids, Py_ssize_t count,
+                    dict sockets) except -1:
+    """``count`` pokes at ``depth`` of ``tree`` to the clients ``sids``, booked, timed
+    and sent; the subtrees of those not sent are lost (see the plain twin)."""
+    cdef long long leaves = (<long long>tree.leaves) >> depth
     cdef list targets = tree.targets
     cdef list parents = tree.parents
+    cdef bytearray depths = tree.depths
     cdef PokeTable table = <PokeTable?>tree.table
-    parent = targets[index]
     cdef Py_ssize_t slot = len(targets)
     cdef list conns = []
-    for sid in (members[first], members[second]):
+    for sid in sids:
         conn = sockets.get(sid)
         if conn is None:
             continue
@@ -153,11 +162,11 @@ cpdef bint grow_tree(object tree, Py_ssize_t index, long long tree_leaves, list 
             table.grow(2 * table.capacity)
         targets.append(sid)
         parents.append(parent)
-        depths.append(depth + 1)
+        depths.append(depth)
         conns.append(conn)
     cdef Py_ssize_t sent = 0
     if conns:
-        frame = PokeFrame(tree.key, below, parent, tree.op_id)
+        frame = PokeFrame(tree.key, leaves, parent, tree.op_id)
         sent = send_pokes(frame, conns, 0, len(conns), slot, table)
-    tree.unreachable += (2 - sent) * (2 * below - 1)
-    return right
+    tree.unreachable += (count - sent) * (2 * leaves - 1)
+    return 0

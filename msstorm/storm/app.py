@@ -36,7 +36,7 @@ from typing import Any, TypeGuard
 
 import orjson
 
-from msstorm._fastpath import Histogram, PokeBackTap, grow_tree, send_pokes
+from msstorm._fastpath import Histogram, PokeBackTap, grow_tree, poke_tree, send_pokes
 from msstorm.cluster.bus import Bus, LocalBus
 from msstorm.cluster.membership import BEAT_EVERY, Membership
 from msstorm.protocol.errors import ConnectionRefused
@@ -197,7 +197,7 @@ class Storm:
         except Refusal as refusal:
             return self._refused(refusal)
         if isinstance(started, Operation):
-            return {"op": started.id, "expected": started.expected}
+            return _ack_of(started)
         return self._started_later(started)
 
     async def _started_later(self, starting: Awaitable[Operation]) -> dict[str, Any]:
@@ -205,7 +205,7 @@ class Storm:
             op = await starting
         except Refusal as refusal:
             return self._refused(refusal)
-        return {"op": op.id, "expected": op.expected}
+        return _ack_of(op)
 
     async def begin(self, monitor: str | None, *args: Any) -> Operation:
         """Start an operation as ``initiatePoke`` would, for code that drives a storm in
@@ -456,21 +456,9 @@ class Storm:
 
     def _tree_pokes(self, shard: TreeShard, depth: int, parent: str | None, count: int) -> None:
         """``count`` pokes at ``depth`` to clients drawn here, as other workers of a
-        cluster ask (a lone worker grows its trees with ``grow_tree``); a poke not sent
-        loses its whole subtree."""
-        sockets = self.clients.sockets
-        first = len(shard.targets)
-        conns = []
-        for sid in self.clients.pick(count):  # distinct when there are enough
-            conn = sockets.get(sid)
-            if conn is not None:
-                shard.add(sid, parent, depth)
-                conns.append(conn)
-        sent = 0
-        if conns:
-            frame = shard.frame_for(parent, depth)
-            sent = send_pokes(frame, conns, 0, len(conns), first, shard.table)
-        shard.unreachable += (count - sent) * shard.subtree(depth)
+        cluster ask (a lone worker grows its trees with ``grow_tree``)."""
+        clients = self.clients
+        poke_tree(shard, parent, depth, clients.pick(count), count, clients.sockets)
 
     # -- answers ---------------------------------------------------------------
 
@@ -502,10 +490,10 @@ class Storm:
 
     def _answered(self, shard: Shard, index: int, tree_leaves: int) -> None:
         """After the tap recorded an answer to a tree poke, or the last one of a shard."""
-        if shard.grows:
+        if isinstance(shard, TreeShard):
             clients = self.clients
             if len(self.membership.peers) > 1:
-                self._grow(shard, index, tree_leaves)  # type: ignore[arg-type]
+                self._grow(shard, index, tree_leaves)
             elif not grow_tree(shard, index, tree_leaves, clients.members, clients.sockets):
                 self._counts["answers with a wrong treeLeaves"] += 1  # the server's count rules
         self._dirty.add(shard)
@@ -769,6 +757,11 @@ class Storm:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _ack_of(op: Operation) -> dict[str, Any]:
+    """What an ``initiatePoke`` is acknowledged with."""
+    return {"op": op.id, "expected": op.expected}
 
 
 async def _settle(waits: list[Awaitable[Any]]) -> list[Any]:

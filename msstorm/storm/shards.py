@@ -84,7 +84,8 @@ class BroadcastShard(Shard):
 
 class TreeShard(Shard):
     """A tree's pokes on this worker: each slot knows its parent's sid and its depth,
-    so this worker can write its entries of the tree's status by itself."""
+    so this worker can write its entries of the tree's status by itself. The slots are
+    booked by ``poke_tree`` (``msstorm._fastpath``), which sends their pokes."""
 
     grows = True
 
@@ -105,19 +106,6 @@ class TreeShard(Shard):
     def subtree(self, depth: int) -> int:
         """Pokes in a subtree whose root is at ``depth``."""
         return 2 * self.leaves_at(depth) - 1
-
-    def add(self, target: str, parent: str | None, depth: int) -> int:
-        """A slot for a poke to ``target``; its index."""
-        slot = len(self.targets)
-        if slot >= self.table.capacity:
-            self.table.grow(2 * self.table.capacity)
-        self.targets.append(target)
-        self.parents.append(parent)
-        self.depths.append(depth)
-        return slot
-
-    def frame_for(self, parent: str | None, depth: int) -> PokeFrame:
-        return PokeFrame(self.key, self.leaves_at(depth), parent, self.op_id)
 
     def answers(self) -> Iterator[bytes]:
         received = self.table.received

@@ -165,3 +165,18 @@ def test_a_leaf_grows_nothing_and_a_wrong_tree_leaves_is_said(twins: Any) -> Non
 def test_with_no_client_both_subtrees_are_lost(twins: Any) -> None:
     right, targets, _, _, unreachable, *_ = grown(twins, 16, 0)
     assert right and targets == ["c0"] and unreachable == 2 * 15
+
+
+@pytest.mark.parametrize("twins", GROW_TWINS, ids=["python", "cython"])
+def test_poke_tree_sends_what_it_can_and_loses_the_rest(twins: Any) -> None:
+    """The cluster's path: pokes other workers asked for, fewer clients than pokes."""
+    pokes_module, connection_module, rtt_module = twins
+    tree = tree_of(rtt_module, 8)
+    _, sockets = clients(connection_module, 3, closed=frozenset({2}))
+    pokes_module.poke_tree(tree, "c0", 1, ["c1", "c2", "gone"], 5, sockets)
+    assert tree.targets == ["c0", "c1", "c2"] and tree.depths == bytearray([0, 1, 1])
+    assert tree.parents == [None, "c0", "c0"]
+    assert (tree.table.sent, tree.table.unsent) == (2, 1)  # the root and c1; c2 had closed
+    assert tree.unreachable == (5 - 1) * 7  # four subtrees of a depth-1 poke (4 leaves)
+    (poke,) = [orjson.loads(f[2:])[1] for f in sockets["c1"].held]
+    assert poke["treeLeaves"] == 4 and poke["parentId"] == "c0"
