@@ -185,23 +185,43 @@ def percentile(samples: Sequence[float], q: float) -> float | None:
 # -- context of a run -----------------------------------------------------------
 
 
-def _git(*args: str) -> str:
+def _git(*args: str, root: Path = ROOT) -> str:
+    """Git's output as it printed it: leading spaces carry meaning (``git status``)."""
     try:
         return subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return ""
 
 
-def git_info() -> dict[str, Any]:
+def changed_paths(porcelain_z: str) -> list[str]:
+    """The paths ``git status --porcelain -z`` names, results files left out.
+
+    Each entry is ``XY PATH``; a rename or copy (``R``/``C``) is followed by
+    its source path as an entry of its own, which is changed too.
+    """
+    entries = porcelain_z.split("\0")
+    paths: list[str] = []
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue  # the empty tail after the last NUL
+        paths.append(entry[3:])
+        if entry[0] in "RC" and i < len(entries):
+            paths.append(entries[i])
+            i += 1
+    return [p for p in paths if not p.startswith("bench/results/")]
+
+
+def git_info(root: Path = ROOT) -> dict[str, Any]:
     """HEAD, and whether the tree differs from it (tracked changes or new files)."""
-    status = _git("status", "--porcelain", "--untracked-files=all")
-    changed = [
-        line[3:] for line in status.splitlines() if not line[3:].startswith("bench/results/")
-    ]
+    status = _git("status", "--porcelain", "-z", "--untracked-files=all", root=root)
+    changed = changed_paths(status)
     return {
-        "commit": _git("rev-parse", "HEAD") or None,
+        "commit": _git("rev-parse", "HEAD", root=root).strip() or None,
         "dirty": bool(changed),
         "dirty_paths": changed[:30],
     }
