@@ -129,4 +129,5 @@ def test_the_checker_catches_a_wrong_figure() -> None:
     assert not found("184", values) and not found("183.3", values)
     assert not found("0.08", [0.074]) and found("0.08", values)
     # goals, code spans and ratios' signs are not figures
-    assert measured("`python bench/run_storm.py --conns 40000` 2.40\u00d7 Node's, goal ≥ 3\u00d7") == ["2.40"]
+    block = "`python bench/run_storm.py --conns 40000` 2.40\u00d7 Node's, goal ≥ 3\u00d7"
+    assert measured(block) == ["2.40"]
