@@ -21,6 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from msstorm import extras
+
 DEFAULT_SCENARIO = "unicast*10, broadcast*3, tree:1024*2"
 
 
@@ -96,7 +98,10 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.plot:  # before the storm, not after it
+        extras.require(p, "plot", "--plot")
     signal.signal(signal.SIGTERM, _terminated)
     logs = Path(args.logs)
     logs.mkdir(parents=True, exist_ok=True)
