@@ -89,7 +89,11 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="time the swarm has to connect every client (default %(default)s)",
     )
-    p.add_argument("--plot", metavar="FILE.png", help="also draw the RTT distributions")
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="also draw the RTT distributions (needs matplotlib: pip install 'msstorm[plot]')",
+    )
     return p
 
 
