@@ -14,6 +14,7 @@ help:
 	@echo "make server    build, then run msstorm-server on 127.0.0.1:3000 (ARGS=... for options)"
 	@echo "make build     compile the Cython extensions into a virtual environment ($(VENV))"
 	@echo "make test      install everything the tests need, then run them all"
+	@echo "make system-deps  check the programs the tests need (redis-server, node, npm)"
 	@echo "make test-fast the protocol tests only (no sockets)"
 	@echo "make lint      ruff, mypy --strict, cython-lint"
 	@echo "make bench     the quick benchmarks, a few minutes (results in bench/results/);"
@@ -51,13 +52,12 @@ $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
 $(PEER_NODE_DIR)/node_modules/.package-lock.json: $(PEER_NODE_DIR)/package-lock.json
 	cd $(PEER_NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 
-# The cluster tests start a real redis-server: Debian's, installed when missing.
+# What the tests need from the system (redis-server, node, npm): redis-server installed
+# when missing as root with apt-get; otherwise what is missing is named, with how to get it.
 system-deps:
-	@command -v redis-server >/dev/null || { \
-		echo "installing redis-server (Debian package) for the cluster tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+	@$(SHELL) tools/system-deps.sh
 
-test: build node-deps system-deps
+test: system-deps build node-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: build

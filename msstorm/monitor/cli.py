@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 import orjson
 import uvloop
 
+from msstorm import extras
+
 from . import plot, report
 from .client import MonitorClient, MonitorError
 from .progress import Progress
@@ -320,6 +322,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.command == "status" and args.plot and (args.op is None or args.summary):
         p.error("status --plot needs --op ID, without --summary")
+    if getattr(args, "plot", None):
+        extras.require(p, "plot", "--plot")
     return args
 
 

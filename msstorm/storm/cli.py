@@ -22,6 +22,7 @@ from typing import Any
 
 import uvloop
 
+from msstorm import extras
 from msstorm.cluster.bus import Bus, LocalBus
 from msstorm.cluster.supervisor import (
     CapacityError,
@@ -35,6 +36,8 @@ from msstorm.server import Server, ids, serve
 from .app import Storm
 
 log = logging.getLogger("msstorm.server")
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 EPILOG = """\
 examples:
@@ -176,7 +179,8 @@ def parser() -> argparse.ArgumentParser:
         default="embedded",
         metavar="URL",
         help="'embedded' (the workers of this machine, the default) or "
-        "redis://host:port/db to join other msstorm-server instances",
+        "redis://host:port/db to join other msstorm-server instances "
+        "(needs the Redis client: pip install 'msstorm[redis]')",
     )
     cluster.add_argument(
         "--cluster",
@@ -204,7 +208,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def make_bus(args: argparse.Namespace, tag: str) -> Bus:
-    if args.bus.startswith(("redis://", "rediss://", "unix://")):
+    if args.bus.startswith(REDIS_SCHEMES):
         from msstorm.cluster.redis_bus import RedisBus
 
         return RedisBus(tag, args.bus, args.cluster)
@@ -324,7 +328,10 @@ def worker_command(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.bus.startswith(REDIS_SCHEMES):  # not the URL itself: it may hold a password
+        extras.require(p, "redis", f"--bus {args.bus.split('://')[0]}://...")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         if args.node_id is None:

@@ -21,6 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from msstorm import extras
+
 DEFAULT_SCENARIO = "unicast*10, broadcast*3, tree:1024*2"
 
 
@@ -87,7 +89,11 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="time the swarm has to connect every client (default %(default)s)",
     )
-    p.add_argument("--plot", metavar="FILE.png", help="also draw the RTT distributions")
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="also draw the RTT distributions (needs matplotlib: pip install 'msstorm[plot]')",
+    )
     return p
 
 
@@ -96,7 +102,10 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.plot:  # before the storm, not after it
+        extras.require(p, "plot", "--plot")
     signal.signal(signal.SIGTERM, _terminated)
     logs = Path(args.logs)
     logs.mkdir(parents=True, exist_ok=True)

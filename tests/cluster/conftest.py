@@ -22,11 +22,10 @@ async def nodes() -> AsyncIterator[list[Node]]:
 
 @pytest.fixture
 def redis() -> Iterator[Redis]:
-    """A real redis-server on a free port (Debian's package; make test installs it)."""
+    """A real redis-server on a free port (`make system-deps` says how to get it)."""
     if shutil.which("redis-server") is None:
         pytest.fail(
-            "redis-server is required: apt-get install redis-server (make test installs it)",
-            pytrace=False,
+            "redis-server is required: `make system-deps` says how to get it", pytrace=False
         )
     server = Redis()
     server.start()

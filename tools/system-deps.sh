@@ -1,0 +1,43 @@
+#!/bin/sh
+# The programs `make test` needs from the system rather than from pip or npm:
+# redis-server (the cluster tests start a real one), node and npm (the interop tests
+# run socket.io's own client and server). redis-server is installed here only as
+# root on a system with apt-get; otherwise what is missing is named, with how to
+# get it, and the exit status is 1.
+set -u
+
+missing() {
+	for program in "$@"; do
+		command -v "$program" >/dev/null 2>&1 || printf '%s ' "$program"
+	done
+}
+
+if [ -n "$(missing redis-server)" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
+then
+	echo "installing redis-server (Debian package) for the cluster tests"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+fi
+
+absent=$(missing redis-server node npm)
+[ -z "$absent" ] && exit 0
+absent=${absent% }
+
+{
+	printf 'make test needs programs that are not installed (not on PATH): %s\n' "$absent"
+	case " $absent " in
+	*" redis-server "*)
+		printf '  redis-server: the cluster tests start a real Redis\n'
+		printf '    Debian/Ubuntu: sudo apt-get install redis-server\n'
+		printf '    macOS: brew install redis    Fedora: sudo dnf install redis\n'
+		;;
+	esac
+	case " $absent " in
+	*" node "* | *" npm "*)
+		printf "  node, npm: the interop tests run socket.io's own client and server\n"
+		printf '    Debian/Ubuntu: sudo apt-get install nodejs npm\n'
+		printf '    macOS: brew install node    Fedora: sudo dnf install nodejs npm\n'
+		printf '    elsewhere: https://nodejs.org\n'
+		;;
+	esac
+} >&2
+exit 1
