@@ -1,10 +1,11 @@
-"""Every figure the README's Performance section quotes is in the results file it cites.
+"""Every figure the README quotes from a benchmark is in the results file it cites.
 
 A figure is traced as a reader would trace it: each paragraph (a table counts as one)
 names its sources, ``bench/results/NAME.md`` or ``NAME.md`` in a code span, or goes on
 from the sources of the paragraph before it. Every number outside code spans must be found
 in one of those files, at the precision the README gives it (``183 ms`` is ``183.2``), and a
 commit the paragraph names must be the commit its results files were measured at.
+Outside the Performance section, the paragraphs that cite a results file are checked so.
 A number right after ``≤``, ``≥``, ``<`` or ``>`` is a goal, not a measurement.
 """
 
@@ -51,22 +52,26 @@ def found(token: str, values: list[float]) -> bool:
 
 
 def paragraphs(section: str) -> list[str]:
-    """Blank-line separated blocks; a table or list goes with the text just above it."""
+    """Blank-line separated blocks; a table, list or fenced block goes with the text
+    just above it (a fenced block's fences are dropped: what it shows is quoted)."""
     blocks: list[str] = []
+    fenced = False
     for block in re.split(r"\n\s*\n", section):
         block = block.strip()
-        if block and block.startswith("|") and blocks:
+        continues = fenced or block.startswith(("```", "|"))
+        if continues and blocks:
             blocks[-1] += "\n" + block
         elif block:
             blocks.append(block)
-    return blocks
+        fenced ^= block.count("```") % 2 == 1
+    return [re.sub(r"^```\w*$", "", b, flags=re.M) for b in blocks]
 
 
-def performance_section() -> str:
+def section(title: str) -> str:
     readme = (ROOT / "README.md").read_text()
-    start = readme.index("\n## Performance")
-    end = readme.index("\n## ", start + 1)
-    return readme[start:end]
+    start = readme.index(f"\n## {title}")
+    end = readme.find("\n## ", start + 1)
+    return readme[start : end if end != -1 else None]
 
 
 def split_bullets(block: str) -> list[str]:
@@ -77,18 +82,30 @@ def split_bullets(block: str) -> list[str]:
     return [p for p in parts if p.strip()]
 
 
+def sources_of(block: str) -> tuple[list[str], list[str]]:
+    spans = CODE_SPAN.findall(block)
+    cited = [m.group(1) for s in spans if (m := SOURCE.match(s.strip()))]
+    commits = [s for s in spans if COMMIT.match(s.strip())]
+    return cited, commits
+
+
 def traced_blocks() -> list[tuple[str, list[str], list[str]]]:
-    """(text, sources, commits) for every block of the section that quotes numbers."""
+    """(text, sources, commits) for every block of Performance, where a block without
+    sources goes on from the one before; elsewhere, the blocks that cite a results file."""
     out: list[tuple[str, list[str], list[str]]] = []
     sources: list[str] = []
-    for paragraph in paragraphs(performance_section()):
+    for paragraph in paragraphs(section("Performance")):
         for block in split_bullets(paragraph):
-            spans = CODE_SPAN.findall(block)
-            cited = [m.group(1) for s in spans if (m := SOURCE.match(s.strip()))]
-            commits = [s for s in spans if COMMIT.match(s.strip())]
+            cited, commits = sources_of(block)
             if cited:
                 sources = cited
             out.append((block, list(sources), commits))
+    readme = (ROOT / "README.md").read_text()
+    rest = readme.replace(section("Performance"), "")
+    for paragraph in paragraphs(rest):
+        cited, commits = sources_of(paragraph)
+        if cited:
+            out.append((paragraph, cited, commits))
     return out
 
 
