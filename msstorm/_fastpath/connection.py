@@ -75,7 +75,8 @@ class Connection(picows.picows.WSListener):
 
     def on_ws_connected(self, transport: Any) -> None:
         self.transport = transport
-        _trim(transport)
+        if not _trim(transport):
+            self.app.stats.trims_refused += 1  # it keeps picows's buffers: /healthz says why
         if self.app.admit(self, transport):
             self.app.open(self)
 
@@ -271,8 +272,9 @@ class Connection(picows.picows.WSListener):
         action = session.on_timer(now)
         if action == TIMER_PING:
             self.send_text(_PING_FRAME)  # not the transport's: polling sessions queue it
-            if self.transport is not None:
-                _lean(self.transport)  # what a burst of input made the read buffer grow to
+            # What a burst of input made the read buffer grow to.
+            if self.transport is not None and not _lean(self.transport):
+                self.app.stats.trims_refused += 1
         elif action == TIMER_PING_TIMEOUT:
             self.close(WSCloseCode.OK, "ping timeout")
             return

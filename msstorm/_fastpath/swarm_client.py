@@ -50,7 +50,8 @@ class SwarmClient(picows.picows.WSListener):
 
     def on_ws_connected(self, transport: Any) -> None:
         self.transport = transport
-        _trim(transport)
+        if not _trim(transport):
+            self.swarm.trims_refused += 1  # it keeps picows's buffers
 
     def on_ws_frame(self, transport: Any, frame: Any) -> None:
         if frame.msg_type != _TEXT:
