@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Generator
 from typing import Any
 
 import picows.picows
 from picows import WSCloseCode, WSMsgType
 
+from msstorm._fastpath.wire import disconnection as _disconnection
 from msstorm._fastpath.wire import lean as _lean
 from msstorm._fastpath.wire import send as _send
 from msstorm._fastpath.wire import trim as _trim
@@ -120,6 +122,18 @@ class Connection(picows.picows.WSListener):
         # the transport and the session (kilobytes) go now.
         self.transport = None
         self.session = None
+
+    # -- standing in for the transport's disconnection future (wire.trim) ----------
+
+    def done(self) -> bool:
+        """Nobody awaits the stand-in: picows has nothing to resolve at the disconnection
+        (the first await put a future of the transport's own in its place)."""
+        return True
+
+    def __await__(self) -> Generator[Any, None, None]:
+        """What the transport's ``wait_disconnected()`` awaits once trimmed."""
+        waiting: Generator[Any, None, None] = _disconnection(self.transport, self).__await__()
+        return waiting
 
     # -- frames in ------------------------------------------------------------
 

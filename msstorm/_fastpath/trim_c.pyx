@@ -11,9 +11,17 @@ picows also gives every connection a read buffer of 2 KiB at least (it will not
 make a smaller one) for frames that are a hundred bytes here, and keeps two
 futures (the handshake's, the disconnection's) and the handshake's key for as
 long as the connection lives. ``trim`` puts one shared, done future in place of
-the futures and drops the key; ``lean`` cuts the read buffer to
+the handshake's, drops the key, and lets the listener stand in for the
+disconnection's (below); ``lean`` cuts the read buffer to
 ``LEAN_CAPACITY``. picows grows it again by itself when a read needs more, and a
 later ``lean`` (the heartbeat calls it at each ping) gives that back.
+
+The disconnection future is made only when someone awaits the transport's
+``wait_disconnected()``: until then the connection's listener stands in for it
+(one with ``done()`` and ``__await__``, as msstorm's are: see ``connection.py``),
+and the first await puts a future of the connection's own in its place, which
+picows resolves at the disconnection as it would have its own. A listener that
+cannot stand in leaves the transport its future.
 
 picows does not export its protocol object's fields, so ``trim`` and ``lean``
 reach them through the layout that picows 2.3.1 (the pinned version) gives its
@@ -25,6 +33,7 @@ time, a warning says why, and ``refusal()`` keeps it for /healthz and /metrics.
 The tests fail the day they stop finding the layout.
 """
 
+import asyncio
 import logging
 
 import picows
@@ -91,6 +100,7 @@ cdef extern from *:
     """
     ctypedef struct msstorm_picows_protocol:
         PyObject* transport
+        PyObject* listener
         PyObject* listener_factory
         PyObject* loop
         PyObject* handshake_complete_future
@@ -101,9 +111,8 @@ cdef extern from *:
         Py_ssize_t new_data_start_pos
 
 
-# One future, done, stands for every connection's finished handshake and for its
-# disconnection, which nobody in msstorm awaits: picows only asks them whether
-# they are done (two futures, 320 bytes a connection, otherwise).
+# One future, done, stands for every connection's finished handshake: picows only
+# asks it whether it is done (a future a connection, 160 bytes, otherwise).
 _DONE = None
 
 # Why this process's connections run untrimmed (None while they are trimmed).
@@ -147,16 +156,24 @@ cdef inline void _replace(PyObject** field, object value) noexcept:
     Py_XDECREF(old)
 
 
+cdef inline bint _stands_in(object listener):
+    """Whether the listener can stand in for its transport's disconnection future."""
+    kind = type(listener)
+    return hasattr(kind, "done") and hasattr(kind, "__await__")
+
+
 cpdef bint trim(WSTransport transport) except -1:
-    """Drop the handshake's request and response, and its futures and key; shrink the
-    write and read buffers. False when picows is not the one expected (nothing done)."""
+    """Drop the handshake's request and response, its future and key; shrink the
+    write and read buffers; let the listener stand in for the disconnection future.
+    False when picows is not the one expected (nothing done)."""
     cdef msstorm_picows_protocol* fields = _fields(transport)
     if fields == NULL:
         return False
     transport.request = None
     transport.response = None
-    # Nothing in msstorm awaits wait_disconnected(): it answers at once after this.
-    transport.disconnected_future = _done_future(transport._loop)
+    listener = <object>fields.listener
+    if _stands_in(listener):
+        transport.disconnected_future = listener
     cdef MemoryBuffer buffer = transport._write_buffer
     cdef void* data
     if buffer.capacity > SMALL and buffer.size <= SMALL:
@@ -168,6 +185,21 @@ cpdef bint trim(WSTransport transport) except -1:
         _replace(&fields.handshake_complete_future, _done_future(transport._loop))
     _replace(&fields.websocket_key_b64, None)  # only the handshake needs it
     return lean(transport)
+
+
+async def disconnection(WSTransport transport, object stand_in):
+    """What awaiting ``stand_in`` (the listener that stands in for the transport's
+    disconnection future) does: wait until the transport is disconnected, on a
+    future of the transport's own, made now and resolved by picows."""
+    if transport is None:  # the listener let it go: it is disconnected
+        return
+    future = transport.disconnected_future
+    if future is stand_in:
+        if transport.is_disconnected:
+            return
+        future = transport._loop.create_future()
+        transport.disconnected_future = future
+    await asyncio.shield(future)
 
 
 cdef msstorm_picows_protocol* _fields(WSTransport transport) except? NULL:
@@ -189,6 +221,7 @@ cdef msstorm_picows_protocol* _fields(WSTransport transport) except? NULL:
     if (
         fields.transport != <PyObject*>transport
         or fields.loop != <PyObject*>transport._loop
+        or fields.listener == NULL
         or fields.listener_factory != <PyObject*>None
         or fields.http_max_size != HTTP_MAX_SIZE
         or not READ_HEADER <= fields.state <= READ_PAYLOAD

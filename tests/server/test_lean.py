@@ -4,7 +4,8 @@ trim_c finds picows's fields through the layout of the pinned picows version;
 these tests fail the day it stops finding it (a new picows), rather than let
 every connection silently cost more. Where the version or the protocol's class
 is not the one expected, connections run untrimmed, and the server says so
-(a warning, /healthz, /metrics).
+(a warning, /healthz, /metrics). A trimmed connection's wait_disconnected()
+still waits for that connection's end.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from test_wire import http_get
 import msstorm
 from msstorm._fastpath import trim_c, wire
 from msstorm.server import listen
+from msstorm.swarm.messagelog import MessageLog
+from msstorm.swarm.worker import Swarm
 
 
 async def test_server_connections_have_lean_read_buffers(served: Served) -> None:
@@ -55,6 +58,79 @@ async def test_client_connections_too(served: Served) -> None:
     client.send(b'42["message","' + b"y" * 3000 + b'"]')
     assert len(await client.recv()) > 3000  # a bigger frame than the buffer: it grows
     client.close()
+
+
+# -- wait_disconnected() on a trimmed connection ------------------------------------------
+
+
+async def test_wait_disconnected_waits_for_that_connection_alone(served: Served) -> None:
+    first = await served.client()
+    await first.join()
+    (conn_first,) = served.sio.live
+    second = await served.client()
+    await second.join()
+    (conn_second,) = served.sio.live - {conn_first}
+    mine, other = conn_first.transport, conn_second.transport
+    assert mine.request is None and other.request is None  # both trimmed
+    waiting = [asyncio.create_task(mine.wait_disconnected()) for _ in range(2)]
+    waiting_other = asyncio.create_task(other.wait_disconnected())
+    await asyncio.sleep(0.1)
+    assert not any(task.done() for task in [*waiting, waiting_other])
+
+    second.close()
+    await asyncio.wait_for(waiting_other, 3)
+    await asyncio.sleep(0.1)
+    assert not any(task.done() for task in waiting)  # the other's end is not this one's
+
+    first.close()
+    await asyncio.wait_for(asyncio.gather(*waiting), 3)
+    assert mine.is_disconnected
+    await asyncio.wait_for(mine.wait_disconnected(), 1)  # once it is over: at once
+
+
+async def test_wait_disconnected_after_the_end_of_a_connection_nobody_awaited(
+    served: Served,
+) -> None:
+    client = await served.client()
+    await client.join()
+    (conn,) = served.sio.live
+    transport = conn.transport
+    client.close()
+    await until(lambda: transport.is_disconnected)
+    await asyncio.wait_for(transport.wait_disconnected(), 1)
+
+
+async def test_a_listener_that_cannot_stand_in_keeps_its_own_future(served: Served) -> None:
+    client = await served.client()
+    await client.join()
+    assert trim(client.transport)  # a test client's listener: no done(), no __await__
+    waiting = asyncio.create_task(client.transport.wait_disconnected())
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    for conn in served.sio.live:
+        conn.close()  # the server ends it
+    await asyncio.wait_for(waiting, 3)
+
+
+async def test_a_swarm_client_waits_for_its_own_disconnection(served: Served) -> None:
+    url = f"{served.url}/socket.io/?EIO=4&transport=websocket"
+    swarm = Swarm(url, 0, 2, [], 0, MessageLog(None))
+    try:
+        await swarm.dial_all()
+        await until(lambda: swarm.joined_now == 2)
+        first, second = swarm.clients
+        assert first.transport.request is None and swarm.trims_refused == 0
+        swarm.closing = True  # no redialling
+        waiting = asyncio.create_task(first.transport.wait_disconnected())
+        second.close()
+        await asyncio.wait_for(second.transport.wait_disconnected(), 3)
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        for conn in served.sio.live:
+            conn.close()  # the server ends the first
+        await asyncio.wait_for(waiting, 3)
+    finally:
+        await swarm.close()
 
 
 # -- the guard: another picows, another protocol class ---------------------------------
