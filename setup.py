@@ -14,6 +14,8 @@ import os
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
+# Hand-written Cython: hot loops index C arrays and lists unchecked, so each public
+# entry point checks its indices itself.
 MODULES = [
     "msstorm/_fastpath/codec_c.pyx",
     "msstorm/_fastpath/histogram_c.pyx",
@@ -21,6 +23,10 @@ MODULES = [
     "msstorm/_fastpath/pokes_c.pyx",
     "msstorm/_fastpath/pokeback_c.pyx",
     "msstorm/_fastpath/trim_c.pyx",
+]
+# Pure Python mode: the plain twin's own source, so it keeps Python's checked
+# indexing (an IndexError, not a read past the end of a list).
+PURE_MODULES = [
     "msstorm/_fastpath/timers_c.py",
     "msstorm/_fastpath/connection_c.py",
     "msstorm/_fastpath/swarm_client_c.py",
@@ -28,26 +34,24 @@ MODULES = [
 
 trace = os.environ.get("MSSTORM_CYTHON_TRACE") == "1"
 macros = [("CYTHON_TRACE", "1")] if trace else []
-extensions = [
-    Extension(
-        path.rsplit(".", 1)[0].replace("/", "."),
-        [path],
-        define_macros=macros,
-        extra_compile_args=["-O3"],
-    )
-    for path in MODULES
-]
+directives = {"cdivision": True, "embedsignature": True, "linetrace": trace}
 
-setup(
-    ext_modules=cythonize(
-        extensions,
+
+def extensions(paths: list[str], checked: bool) -> list[Extension]:
+    built = [
+        Extension(
+            path.rsplit(".", 1)[0].replace("/", "."),
+            [path],
+            define_macros=macros,
+            extra_compile_args=["-O3"],
+        )
+        for path in paths
+    ]
+    return cythonize(
+        built,
         language_level=3,
-        compiler_directives={
-            "boundscheck": False,
-            "wraparound": False,
-            "cdivision": True,
-            "embedsignature": True,
-            "linetrace": trace,
-        },
+        compiler_directives={**directives, "boundscheck": checked, "wraparound": checked},
     )
-)
+
+
+setup(ext_modules=extensions(MODULES, False) + extensions(PURE_MODULES, True))

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Generator
 from typing import Any
 
 import picows.picows
 from picows import WSCloseCode, WSMsgType
 
+from msstorm._fastpath.wire import disconnection as _disconnection
 from msstorm._fastpath.wire import lean as _lean
 from msstorm._fastpath.wire import send as _send
 from msstorm._fastpath.wire import trim as _trim
@@ -75,7 +77,8 @@ class Connection(picows.picows.WSListener):
 
     def on_ws_connected(self, transport: Any) -> None:
         self.transport = transport
-        _trim(transport)
+        if not _trim(transport):
+            self.app.stats.trims_refused += 1  # it keeps picows's buffers: /healthz says why
         if self.app.admit(self, transport):
             self.app.open(self)
 
@@ -119,6 +122,18 @@ class Connection(picows.picows.WSListener):
         # the transport and the session (kilobytes) go now.
         self.transport = None
         self.session = None
+
+    # -- standing in for the transport's disconnection future (wire.trim) ----------
+
+    def done(self) -> bool:
+        """Nobody awaits the stand-in: picows has nothing to resolve at the disconnection
+        (the first await put a future of the transport's own in its place)."""
+        return True
+
+    def __await__(self) -> Generator[Any, None, None]:
+        """What the transport's ``wait_disconnected()`` awaits once trimmed."""
+        waiting: Generator[Any, None, None] = _disconnection(self.transport, self).__await__()
+        return waiting
 
     # -- frames in ------------------------------------------------------------
 
@@ -271,8 +286,9 @@ class Connection(picows.picows.WSListener):
         action = session.on_timer(now)
         if action == TIMER_PING:
             self.send_text(_PING_FRAME)  # not the transport's: polling sessions queue it
-            if self.transport is not None:
-                _lean(self.transport)  # what a burst of input made the read buffer grow to
+            # What a burst of input made the read buffer grow to.
+            if self.transport is not None and not _lean(self.transport):
+                self.app.stats.trims_refused += 1
         elif action == TIMER_PING_TIMEOUT:
             self.close(WSCloseCode.OK, "ping timeout")
             return

@@ -140,9 +140,13 @@ class Histogram:
         return histogram
 
     def percentile(self, fraction: float) -> float:
-        """The value at ``fraction`` (0..1) by nearest rank, in milliseconds."""
+        """The value at ``fraction`` (0..1; beyond: the ends) by nearest rank, in
+        milliseconds."""
+        if fraction != fraction:
+            raise ValueError("a percentile's fraction is a number, not NaN")
         if self.count == 0:
             return 0.0
+        fraction = min(max(fraction, 0.0), 1.0)
         rank = max(1, min(self.count, _ceil(fraction * self.count)))
         if rank == self.count:
             return self.maximum

@@ -133,9 +133,13 @@ cdef class Histogram:
         return histogram
 
     cpdef double percentile(self, double fraction):
-        """The value at ``fraction`` (0..1) by nearest rank, in milliseconds."""
+        """The value at ``fraction`` (0..1; beyond: the ends) by nearest rank, in
+        milliseconds."""
+        if fraction != fraction:
+            raise ValueError("a percentile's fraction is a number, not NaN")
         if self.count == 0:
             return 0.0
+        fraction = min(max(fraction, 0.0), 1.0)  # a rank out of range is no C integer
         cdef long long rank = <long long>ceil(fraction * self.count)
         if rank < 1:
             rank = 1

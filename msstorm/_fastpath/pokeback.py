@@ -95,7 +95,7 @@ class PokeBackTap:
             self.unknown += 1
             return UNKNOWN
         targets = op.targets
-        if index >= len(targets) or targets[index] != sid:
+        if not 0 <= index < len(targets) or targets[index] != sid:
             self.foreign += 1
             return FOREIGN
         table = op.table

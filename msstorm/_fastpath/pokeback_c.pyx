@@ -211,7 +211,7 @@ cdef class PokeBackTap:
             self.unknown += 1
             return _UNKNOWN
         cdef list targets = op.targets
-        if index >= len(targets) or targets[index] != sid:
+        if index < 0 or index >= len(targets) or targets[index] != sid:
             self.foreign += 1
             return _FOREIGN
         cdef PokeTable table = <PokeTable?>op.table

@@ -82,8 +82,11 @@ def send_pokes(
     """Send poke ``first_index + i`` to ``conns[i]`` for ``i`` in ``start..stop``.
 
     Each send is timed in ``table``; a connection that has closed gets its poke
-    marked unsent instead. Returns the number sent.
+    marked unsent instead. Returns the number sent. ``start..stop`` lies within
+    ``conns`` (an IndexError otherwise: no index from the end).
     """
+    if start < 0 or stop > len(conns):
+        raise IndexError(f"pokes {start}..{stop} of {len(conns)} connections")
     sent = 0
     for i in range(start, stop):
         conn = conns[i]
@@ -108,6 +111,8 @@ def grow_tree(
     ``tree_leaves`` is what the answer said (-1: nothing); returns whether that was
     half its poke's ``treeLeaves``, as the contract asks (a leaf's answer says nothing).
     """
+    if not 0 <= index < min(len(tree.depths), len(tree.targets)):
+        raise IndexError(f"no poke {index} in the tree")
     depth = tree.depths[index]
     leaves = tree.leaves >> depth
     right = tree_leaves == (leaves >> 1 if leaves >= 2 else -1)

@@ -90,6 +90,13 @@ cdef class PokeFrame:
         return PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self._buffer) + HEADROOM, self._size)
 
 
+cdef inline long long _shifted(long long leaves, Py_ssize_t depth) except? -1:
+    """``leaves >> depth`` as Python computes it (C leaves a shift of 64 or more undefined)."""
+    if depth < 0:
+        raise ValueError("negative shift count")
+    return leaves >> (depth if depth < 63 else 63)
+
+
 cpdef Py_ssize_t send_pokes(PokeFrame frame, list conns, Py_ssize_t start, Py_ssize_t stop,
                             Py_ssize_t first_index, PokeTable table) except -1:
     """Send poke ``first_index + i`` to ``conns[i]`` for ``i`` in ``start..stop``;
@@ -97,6 +104,8 @@ cpdef Py_ssize_t send_pokes(PokeFrame frame, list conns, Py_ssize_t start, Py_ss
     cdef Py_ssize_t i, index, sent = 0
     cdef Connection conn
     cdef char* payload
+    if start < 0 or stop > len(conns):  # the loop reads conns unchecked
+        raise IndexError(f"pokes {start}..{stop} of {len(conns)} connections")
     for i in range(start, stop):
         conn = <Connection?>conns[i]  # checked: anything else would be read as one
         index = first_index + i
@@ -123,8 +132,11 @@ cpdef bint grow_tree(object tree, Py_ssize_t index, long long tree_leaves, list 
     clients drawn from ``members`` (see the plain twin); whether the answer's
     ``tree_leaves`` was right."""
     cdef bytearray depths = tree.depths
+    cdef list targets = tree.targets
+    if index < 0 or index >= len(depths) or index >= len(targets):
+        raise IndexError(f"no poke {index} in the tree")
     cdef Py_ssize_t depth = depths[index]
-    cdef long long leaves = (<long long>tree.leaves) >> depth
+    cdef long long leaves = _shifted(tree.leaves, depth)
     cdef bint right = tree_leaves == ((leaves >> 1) if leaves >= 2 else -1)
     if leaves < 2:
         return right
@@ -139,7 +151,7 @@ cpdef bint grow_tree(object tree, Py_ssize_t index, long long tree_leaves, list 
             if second >= first:
                 second += 1
         drawn = [members[first], members[second]]
-    poke_tree(tree, (<list>tree.targets)[index], depth + 1, drawn, 2, sockets)
+    poke_tree(tree, targets[index], depth + 1, drawn, 2, sockets)
     return right
 
 
@@ -147,7 +159,7 @@ cpdef int poke_tree(object tree, object parent, Py_ssize_t depth, list sids, Py_
                     dict sockets) except -1:
     """``count`` pokes at ``depth`` of ``tree`` to the clients ``sids``, booked, timed
     and sent; the subtrees of those not sent are lost (see the plain twin)."""
-    cdef long long leaves = (<long long>tree.leaves) >> depth
+    cdef long long leaves = _shifted(tree.leaves, depth)
     cdef list targets = tree.targets
     cdef list parents = tree.parents
     cdef bytearray depths = tree.depths

@@ -126,8 +126,11 @@ class PokeTable:
         Without ``targets``: ``[pingDelay,rtt]`` pairs (a broadcast). With them:
         ``{"parent","rtt","pingDelay","clientId","depth"}`` objects (a tree), where
         ``targets[i]`` is the sid poke ``i`` went to and ``parents[i]`` the sid of
-        the client whose answer caused it (None for the root, written -1).
+        the client whose answer caused it (None for the root, written -1). A ``stop``
+        past the last answer stops there; a negative ``start`` is an IndexError.
         """
+        if start < 0:
+            raise IndexError(start)
         stop = min(stop, self.received)
         parts = []
         for k in range(start, stop):

@@ -9,6 +9,7 @@ cdef class PokeTable:
     cdef int32_t* _answer_index
     cdef double* _answer_rtt
     cdef double* _answer_delay
+    cdef Py_ssize_t _answer_room
     cdef readonly Py_ssize_t capacity
     cdef readonly Py_ssize_t sent
     cdef readonly Py_ssize_t received
@@ -17,6 +18,7 @@ cdef class PokeTable:
     cdef readonly Histogram delay
 
     cpdef grow(self, Py_ssize_t capacity)
+    cdef int _make_answer_room(self, Py_ssize_t room) except -1
     cpdef mark_sent(self, Py_ssize_t index, double now)
     cpdef mark_unsent(self, Py_ssize_t index)
     cpdef double answer(self, Py_ssize_t index, double now, double delay_ms) except? -2.0

@@ -5,6 +5,7 @@ Every array is C memory sized once for the operation (29 bytes a poke), and
 ``answers_json`` formats straight into one buffer with snprintf.
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.stdint cimport int32_t, uint8_t
@@ -28,6 +29,7 @@ cdef class PokeTable:
             raise ValueError("capacity must not be negative")
         cdef Py_ssize_t n = capacity if capacity > 0 else 1
         self.capacity = capacity
+        self._answer_room = n
         self._sent_at = <double*>PyMem_Calloc(n, sizeof(double))
         self._state = <uint8_t*>PyMem_Calloc(n, sizeof(uint8_t))
         self._answer_index = <int32_t*>PyMem_Malloc(n * sizeof(int32_t))
@@ -55,12 +57,20 @@ cdef class PokeTable:
             return
         self._sent_at = <double*>_resized(self._sent_at, capacity * sizeof(double))
         self._state = <uint8_t*>_resized(self._state, capacity * sizeof(uint8_t))
-        self._answer_index = <int32_t*>_resized(self._answer_index, capacity * sizeof(int32_t))
-        self._answer_rtt = <double*>_resized(self._answer_rtt, capacity * sizeof(double))
-        self._answer_delay = <double*>_resized(self._answer_delay, capacity * sizeof(double))
         memset(self._sent_at + self.capacity, 0, (capacity - self.capacity) * sizeof(double))
         memset(self._state + self.capacity, 0, capacity - self.capacity)
         self.capacity = capacity
+        self._make_answer_room(capacity)
+
+    cdef int _make_answer_room(self, Py_ssize_t room) except -1:
+        """Room for ``room`` answers: one a poke, more where a slot was sent again."""
+        if room <= self._answer_room:
+            return 0
+        self._answer_index = <int32_t*>_resized(self._answer_index, room * sizeof(int32_t))
+        self._answer_rtt = <double*>_resized(self._answer_rtt, room * sizeof(double))
+        self._answer_delay = <double*>_resized(self._answer_delay, room * sizeof(double))
+        self._answer_room = room
+        return 0
 
     cpdef mark_sent(self, Py_ssize_t index, double now):
         """Poke ``index`` was written to its socket at ``now`` (monotonic seconds)."""
@@ -85,6 +95,8 @@ cdef class PokeTable:
         self._state[index] = ANSWERED
         cdef double rtt_ms = (now - self._sent_at[index]) * 1000.0
         cdef Py_ssize_t k = self.received
+        if k >= self._answer_room:
+            self._make_answer_room(2 * k)
         self._answer_index[k] = <int32_t>index
         self._answer_rtt[k] = rtt_ms
         self._answer_delay[k] = delay_ms
@@ -112,14 +124,16 @@ cdef class PokeTable:
             raise IndexError(k)
         return self._answer_delay[k]
 
+    # The tree's arrays are the caller's lists: indexed with Python's checks.
+    @cython.boundscheck(True)
     cpdef bytes answers_json(self, Py_ssize_t start, Py_ssize_t stop, object targets=None,
                              object parents=None, object depths=None):
         """Answers ``start`` to ``stop`` as comma-separated JSON, without brackets
         (see the plain twin for the two shapes)."""
+        if start < 0:
+            raise IndexError(start)
         if stop > self.received:
             stop = self.received
-        if start < 0:
-            start = 0
         if stop <= start:
             return b""
         cdef bint tree = targets is not None

@@ -15,12 +15,14 @@ typed by ``swarm_client_c.pxd``.
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from typing import Any
 
 import orjson
 import picows.picows
 from picows import WSMsgType
 
+from msstorm._fastpath.wire import disconnection as _disconnection
 from msstorm._fastpath.wire import send as _send
 from msstorm._fastpath.wire import trim as _trim
 
@@ -50,7 +52,16 @@ class SwarmClient(picows.picows.WSListener):
 
     def on_ws_connected(self, transport: Any) -> None:
         self.transport = transport
-        _trim(transport)
+        if not _trim(transport):
+            self.swarm.trims_refused += 1  # it keeps picows's buffers
+
+    # Standing in for the transport's disconnection future, as a server's Connection does.
+    def done(self) -> bool:
+        return True
+
+    def __await__(self) -> Generator[Any, None, None]:
+        waiting: Generator[Any, None, None] = _disconnection(self.transport, self).__await__()
+        return waiting
 
     def on_ws_frame(self, transport: Any, frame: Any) -> None:
         if frame.msg_type != _TEXT:

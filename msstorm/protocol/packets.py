@@ -108,7 +108,7 @@ def decode(message: bytes, start: int = 0) -> Packet:
     Raises ``PacketError`` saying what is wrong.
     """
     n = len(message)
-    if n <= start:
+    if start < 0 or n <= start:
         raise PacketError("empty Socket.IO packet")
     kind = message[start] - _DIGIT_0
     if not 0 <= kind <= BINARY_ACK:

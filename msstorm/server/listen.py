@@ -28,6 +28,7 @@ from picows import (
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in its stub
 
 from msstorm._fastpath import Connection
+from msstorm._fastpath.wire import refusal
 from msstorm.protocol.engineio import parse_handshake
 from msstorm.protocol.errors import HandshakeError
 from msstorm.protocol.http import Request
@@ -201,7 +202,7 @@ class Router:
 
     def families(self) -> list[metrics.Family]:
         """What this listener counts, for /metrics."""
-        families = metrics.server_families(self.endpoints)
+        families = metrics.server_families(self.endpoints) + metrics.trim_families(refusal())
         if self.handoff is not None:
             families += metrics.handoff_families(self.handoff)
         return families
@@ -212,10 +213,19 @@ class Router:
             "pid": os.getpid(),
             "connections": sum(e.stats.connections for e in self.endpoints.values()),
             "endpoints": {path: e.stats.as_dict() for path, e in self.endpoints.items()},
+            "trim": trim_health(),
         }
         if self.extra_health is not None:
             health.update(self.extra_health())
         return health
+
+
+def trim_health() -> dict[str, Any]:
+    """Whether picows's per-connection state is trimmed here, and if not, why."""
+    reason = refusal()
+    if reason is None:
+        return {"active": True}
+    return {"active": False, "reason": f"{reason}: each connection keeps about 4 KiB more"}
 
 
 def _response(status: int, body: dict[str, Any]) -> WSUpgradeResponseWithListener:

@@ -92,6 +92,19 @@ def handoff_families(handoff: Any) -> list[Family]:
     return [family]
 
 
+def trim_families(refusal: str | None) -> list[Family]:
+    """Whether this process trims picows's per-connection state (``wire.refusal()``)."""
+    family = Family(
+        "msstorm_trim_active",
+        "gauge",
+        "1 when picows's per-connection buffers are trimmed; 0 when the installed picows "
+        "is not the one msstorm knows, so every connection keeps about 4 KiB more memory "
+        "(/healthz says why).",
+    )
+    family.add(0 if refusal else 1)
+    return [family]
+
+
 def server_families(endpoints: Mapping[str, Any]) -> list[Family]:
     """What every endpoint counts: connections, handshakes, disconnects, refusals, traffic."""
     families = [
@@ -104,12 +117,18 @@ def server_families(endpoints: Mapping[str, Any]) -> list[Family]:
             "msstorm_ignored_packets_total", "counter", "Well-formed packets that meant nothing."
         ),
         Family("msstorm_handler_errors_total", "counter", "Application handlers that raised."),
+        Family(
+            "msstorm_trims_refused_total",
+            "counter",
+            "Times a connection's picows buffers could not be trimmed (at its handshake, "
+            "then at each ping); see msstorm_trim_active.",
+        ),
         Family("msstorm_frames_received_total", "counter", "WebSocket frames received."),
         Family("msstorm_received_bytes_total", "counter", "WebSocket payload bytes received."),
         Family("msstorm_frames_sent_total", "counter", "WebSocket frames sent."),
         Family("msstorm_sent_bytes_total", "counter", "WebSocket payload bytes sent."),
     ]
-    (conns, polling, handshakes, disconnects, refused, ignored, errors, *traffic) = families
+    (conns, polling, handshakes, disconnects, refused, ignored, errors, trims, *traffic) = families
     for path, endpoint in endpoints.items():
         stats = endpoint.stats
         conns.add(stats.connections, endpoint=path)
@@ -121,6 +140,7 @@ def server_families(endpoints: Mapping[str, Any]) -> list[Family]:
             refused.add(n, endpoint=path, kind=kind)
         ignored.add(stats.ignored, endpoint=path)
         errors.add(stats.handler_errors, endpoint=path)
+        trims.add(stats.trims_refused, endpoint=path)
         t = endpoint.traffic
         for family, value in zip(
             traffic, (t.frames_in, t.bytes_in, t.frames_out, t.bytes_out), strict=True

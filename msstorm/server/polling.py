@@ -229,7 +229,8 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
         self.probe = None
         self.upgraded = True
         self.transport = transport
-        trim(transport)
+        if not trim(transport):
+            self.app.stats.trims_refused += 1
         if self.poll is not None:
             (http, headers), self.poll = self.poll, None
             http.respond(200, _NOOP, TEXT_PLAIN, headers)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from msstorm._fastpath import Histogram
+from msstorm._fastpath.wire import refusal
 from msstorm.server import metrics
 from msstorm.server.metrics import Family
 
@@ -59,5 +60,6 @@ def worker_families(storm: Storm) -> list[Family]:
         served = storm.listener.router.families()
     else:
         served = metrics.server_families({storm.server.path: storm.server})
+        served += metrics.trim_families(refusal())
     own = served + storm_families(storm)
     return [family.labelled(worker=storm.tag) for family in own]

@@ -243,6 +243,8 @@ def summarize(totals: Totals, plan: Plan) -> dict[str, Any]:
         if messages
         else None,
         "reconnects": totals.sum("reconnects"),
+        "trims_refused": totals.sum("trims_refused"),
+        "trim_refusal": next((r["trim_refusal"] for r in reports if r.get("trim_refusal")), None),
         "errors": dict(totals.errors()),
         "cpu_seconds": round(cpu, 3),
         "cpu_us_per_answer": round(answering_cpu / answered * 1e6, 3) if answered else None,
@@ -292,6 +294,12 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"{summary['log_us_per_message']:.2f} us each",
         )
     line("reconnects", f"{summary['reconnects']:,}")
+    if summary["trim_refusal"]:
+        line(
+            "untrimmed",
+            f"connections keep picows's buffers ({summary['trims_refused']:,} trims refused): "
+            f"{summary['trim_refusal']}",
+        )
     errors = summary["errors"]
     line("errors", ", ".join(f"{k}: {v:,}" for k, v in sorted(errors.items())) or "none")
 

@@ -31,7 +31,7 @@ from picows import WSError, ws_connect
 
 from msstorm._fastpath import SwarmClient
 from msstorm._fastpath.swarm_client import JOINED
-from msstorm._fastpath.wire import lean
+from msstorm._fastpath.wire import lean, refusal
 
 from .messagelog import MessageLog
 
@@ -125,6 +125,7 @@ class Swarm:
         self.dialling = 0
         self.answered = 0
         self.reconnects = 0
+        self.trims_refused = 0  # trim or lean found picows not the one expected (wire.py)
         self.errors: Counter[str] = Counter()
         self.closing = False
         self.rss_before = _rss_bytes()  # before any connection: the interpreter's own
@@ -137,7 +138,11 @@ class Swarm:
     def lean_soon(self, transport: Any) -> None:
         """Cut the connection's read buffer once picows is done with the frames in it
         (never from inside a frame callback: the next frame may still point into it)."""
-        asyncio.get_running_loop().call_soon(lean, transport)
+        asyncio.get_running_loop().call_soon(self._lean, transport)
+
+    def _lean(self, transport: Any) -> None:
+        if not lean(transport):
+            self.trims_refused += 1
 
     def joined(self, client: Any) -> None:
         self.joined_now += 1
@@ -261,6 +266,8 @@ class Swarm:
             "log_bytes": self.log.bytes,
             "log_seconds": round(self.log.seconds, 6),
             "reconnects": self.reconnects,
+            "trims_refused": self.trims_refused,
+            "trim_refusal": refusal(),
             "errors": dict(self.errors),
             "cpu_seconds": round(_cpu_seconds(), 6),
             "cpu_when_joined": self.cpu_when_joined,
