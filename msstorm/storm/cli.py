@@ -17,11 +17,14 @@ import os
 import resource
 import secrets
 import signal
+import socket
 import sys
 from typing import Any
 
 import uvloop
 
+from msstorm import cli_types
+from msstorm.cli_types import count, milliseconds, positive, whole
 from msstorm.cluster.bus import Bus, LocalBus
 from msstorm.cluster.supervisor import (
     CapacityError,
@@ -35,6 +38,8 @@ from msstorm.server import Server, ids, serve
 from .app import Storm
 
 log = logging.getLogger("msstorm.server")
+
+DEFAULT_CLUSTER = "msstorm"
 
 EPILOG = """\
 examples:
@@ -52,6 +57,26 @@ and answer every "poke" with a "pokeBack"; the monitor connects to namespace
 """
 
 
+def _secret(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _node_id(text: str) -> str:
+    try:
+        ids.make_tag(text, 0)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _cluster_name(text: str) -> str:
+    if not text or not text.isprintable() or " " in text:
+        raise argparse.ArgumentTypeError(f"expected a name without spaces, not {text!r}")
+    return text
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="msstorm-server",
@@ -59,40 +84,53 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    p.add_argument("--port", type=int, default=3000, help="port to listen on (default %(default)s)")
+    p.add_argument(
+        "--host",
+        type=cli_types.host,
+        default="127.0.0.1",
+        help="address to listen on: an IP address or a host name (default %(default)s)",
+    )
+    p.add_argument(
+        "--port",
+        type=whole(0, 65535),
+        default=3000,
+        help="port to listen on, 0 for any free one with one worker (default %(default)s)",
+    )
     p.add_argument(
         "--cors-origin",
+        type=cli_types.origins,
         default=None,
         metavar="ORIGINS",
         help="origins whose browser pages may use HTTP long-polling: '*' or a comma-separated "
-        "list (default: none, same-origin only)",
+        "list of scheme://host[:port] (default: none, same-origin only)",
     )
-    group = p.add_argument_group("Socket.IO options (as Socket.IO's, milliseconds and bytes)")
+    group = p.add_argument_group(
+        "Socket.IO options (as Socket.IO's, milliseconds and bytes; times at most 2147483647 ms)"
+    )
     group.add_argument(
         "--ping-interval",
-        type=int,
+        type=milliseconds,
         default=25000,
         metavar="MS",
         help="time between two heartbeats (default %(default)s)",
     )
     group.add_argument(
         "--ping-timeout",
-        type=int,
+        type=milliseconds,
         default=20000,
         metavar="MS",
         help="time a client has to answer a heartbeat (default %(default)s)",
     )
     group.add_argument(
         "--max-payload",
-        type=int,
+        type=count,
         default=1_000_000,
         metavar="BYTES",
         help="largest message accepted (default %(default)s)",
     )
     group.add_argument(
         "--connect-timeout",
-        type=int,
+        type=milliseconds,
         default=45000,
         metavar="MS",
         help="time a client has to join a namespace (default %(default)s)",
@@ -100,7 +138,7 @@ def parser() -> argparse.ArgumentParser:
     guard = p.add_argument_group("limits (the server may face the Internet)")
     guard.add_argument(
         "--max-queued",
-        type=int,
+        type=count,
         default=1 << 20,
         metavar="BYTES",
         help="bytes that may wait for a client that does not read before it is dropped "
@@ -108,7 +146,7 @@ def parser() -> argparse.ArgumentParser:
     )
     guard.add_argument(
         "--max-conns-per-address",
-        type=int,
+        type=whole(0),
         default=4096,
         metavar="N",
         help="connections one source address may hold open, 0 for no limit "
@@ -121,7 +159,7 @@ def parser() -> argparse.ArgumentParser:
     )
     guard.add_argument(
         "--handshake-timeout",
-        type=float,
+        type=positive,
         default=10.0,
         metavar="SECONDS",
         help="time an HTTP request or a WebSocket handshake has to arrive whole "
@@ -130,27 +168,29 @@ def parser() -> argparse.ArgumentParser:
     storm = p.add_argument_group("MessageStorm")
     storm.add_argument(
         "--monitor-token",
-        default=os.environ.get("MSSTORM_MONITOR_TOKEN"),
+        type=_secret,
+        default=os.environ.get("MSSTORM_MONITOR_TOKEN") or None,
+        metavar="TOKEN",
         help="token monitors must present (default: $MSSTORM_MONITOR_TOKEN, "
         "else a random one, printed at start)",
     )
     storm.add_argument(
         "--op-timeout",
-        type=float,
+        type=positive,
         default=60.0,
         metavar="SECONDS",
         help="an operation ends after this long, its missing answers lost (default %(default)s)",
     )
     storm.add_argument(
         "--max-tree-leaves",
-        type=int,
+        type=cli_types.power_of_two,
         default=1 << 20,
         metavar="L",
-        help="largest treeLeaves a monitor may ask for (default %(default)s)",
+        help="largest treeLeaves a monitor may ask for, a power of two (default %(default)s)",
     )
     storm.add_argument(
         "--max-operations",
-        type=int,
+        type=count,
         default=64,
         metavar="N",
         help="operations that may run at once (default %(default)s)",
@@ -158,7 +198,7 @@ def parser() -> argparse.ArgumentParser:
     cluster = p.add_argument_group("workers and machines")
     cluster.add_argument(
         "--workers",
-        type=int,
+        type=whole(1, ids.MAX_WORKERS),
         default=None,
         metavar="N",
         help="worker processes on this port (default: enough for "
@@ -166,26 +206,30 @@ def parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument(
         "--max-clients",
-        type=int,
+        type=count,
         default=None,
         metavar="N",
         help="clients this node must be able to hold; refused at start when the workers cannot",
     )
     cluster.add_argument(
         "--bus",
+        type=cli_types.bus,
         default="embedded",
         metavar="URL",
         help="'embedded' (the workers of this machine, the default) or "
-        "redis://host:port/db to join other msstorm-server instances",
+        "redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... (TLS), unix:///PATH[?db=DB] "
+        "to join other msstorm-server instances",
     )
     cluster.add_argument(
         "--cluster",
-        default="msstorm",
+        type=_cluster_name,
+        default=None,
         metavar="NAME",
-        help="the storm's name on Redis (default %(default)s)",
+        help=f"the storm's name on Redis (default {DEFAULT_CLUSTER}; only with a Redis bus)",
     )
     cluster.add_argument(
         "--node-id",
+        type=_node_id,
         default=None,
         metavar="XX",
         help="2 characters naming this instance in sids (default: random)",
@@ -207,7 +251,7 @@ def make_bus(args: argparse.Namespace, tag: str) -> Bus:
     if args.bus.startswith(("redis://", "rediss://", "unix://")):
         from msstorm.cluster.redis_bus import RedisBus
 
-        return RedisBus(tag, args.bus, args.cluster)
+        return RedisBus(tag, args.bus, args.cluster or DEFAULT_CLUSTER)
     if args.hub is not None:
         from msstorm.cluster.hub import HubBus
 
@@ -323,23 +367,63 @@ def worker_command(args: argparse.Namespace) -> list[str]:
     return command
 
 
+def check_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What one option alone cannot say: exit 2, naming them, when they disagree."""
+    if args.cluster is not None and args.bus == "embedded":
+        p.error("--cluster names the storm on Redis: it needs --bus redis://...")
+    if args.limit_loopback and args.max_conns_per_address == 0:
+        p.error("--limit-loopback needs a limit: --max-conns-per-address is 0 (none)")
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse, before any worker starts, a port already listened on (with SO_REUSEPORT
+    the workers would share it with a stranger) or not ours to take."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in found:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:  # as asyncio binds it
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind(address)
+    except OSError as exc:
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    check_options(p, args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         if args.node_id is None:
             args.node_id = ids.node_id()
-        ids.make_tag(args.node_id, 0)  # refuses a bad --node-id now
         if args.worker_index is not None:  # started by a supervisor
             die_with_parent()
             with contextlib.suppress(KeyboardInterrupt):
                 uvloop.run(run_worker(args, clustered=True))
             return 0
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        workers = plan_workers(args.max_clients, args.workers, soft, os.cpu_count() or 1)
+        try:
+            workers = plan_workers(args.max_clients, args.workers, soft, os.cpu_count() or 1)
+        except CapacityError as exc:
+            p.error(str(exc))
+        if workers > ids.MAX_WORKERS:
+            p.error(
+                f"--max-clients {args.max_clients:,} needs {workers:,} workers, more than a "
+                f"node may run ({ids.MAX_WORKERS:,})"
+            )
+        if args.port == 0 and workers > 1:
+            p.error(
+                f"--port 0 (any free port) needs --workers 1: {workers} workers would "
+                "each listen on a port of their own"
+            )
+        if args.port != 0:
+            check_port(args.host, args.port)
+        embedded = args.bus == "embedded"
         if workers == 1:
             with contextlib.suppress(KeyboardInterrupt):
-                uvloop.run(run_worker(args, clustered=args.bus != "embedded"))
+                uvloop.run(run_worker(args, clustered=not embedded))
             return 0
         if args.monitor_token is None:  # one token for every worker
             args.monitor_token = secrets.token_urlsafe(18)
@@ -350,19 +434,19 @@ def main(argv: list[str] | None = None) -> int:
             workers,
             args.host,
             args.port,
-            "Redis" if args.bus != "embedded" else "embedded",
+            "embedded" if embedded else "Redis",
             workers * per_worker(soft),
         )
         supervisor = Supervisor(
             workers,
             worker_command(args),
-            embedded_bus=args.bus == "embedded",
+            embedded_bus=embedded,
             stop_timeout=args.op_timeout + 15,  # the workers' drain, and some
         )
         with contextlib.suppress(KeyboardInterrupt):
             return uvloop.run(supervisor.run())
         return 0
-    except (CapacityError, OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         print(f"msstorm-server: {exc}", file=sys.stderr)
         return 1
 

@@ -21,6 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from msstorm.cli_types import count, positive
+
 DEFAULT_SCENARIO = "unicast*10, broadcast*3, tree:1024*2"
 
 
@@ -72,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
         description="Run a whole MessageStorm on this machine: server, swarm, scenario, report.",
         epilog=f"The default scenario is {DEFAULT_SCENARIO!r} (msstorm-monitor run syntax).",
     )
-    p.add_argument("--conns", type=int, default=10_000, help="clients (default %(default)s)")
+    p.add_argument("--conns", type=count, default=10_000, help="clients (default %(default)s)")
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="operations to run")
     p.add_argument(
         "--logs",
@@ -82,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--connect-timeout",
-        type=float,
+        type=positive,
         default=180.0,
         metavar="SECONDS",
         help="time the swarm has to connect every client (default %(default)s)",
