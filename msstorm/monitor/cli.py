@@ -47,7 +47,7 @@ examples:
   msstorm-monitor run scenario.json --json > run.json
   msstorm-monitor status                      clients, running operations, server counts
   msstorm-monitor status --op 3fa1-2 --summary
-  msstorm-monitor --url http://10.0.0.5:3000 --token s3cret broadcast
+  MSSTORM_MONITOR_TOKEN=s3cret msstorm-monitor --url http://10.0.0.5:3000 broadcast
 
 scenario (run): inline, TYPE[:ARG][*REPEAT] separated by commas, where ARG is a
 tree's number of leaves or the sid a unicast goes to; or a JSON file, a list of
@@ -123,7 +123,9 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
     group.add_argument(
         "--token",
         default=default(None),
-        help=f"the monitor token (default: ${TOKEN_ENV}, now {token_state})",
+        metavar="TOKEN",
+        help=f"the monitor token (default: ${TOKEN_ENV}, now {token_state}); the variable "
+        "is safer: every local user can read a command line",
     )
     group.add_argument(
         "--json",

@@ -24,7 +24,7 @@ from typing import Any
 import uvloop
 
 from msstorm import cli_types
-from msstorm.cli_types import count, milliseconds, positive, whole
+from msstorm.cli_types import count, masked_url, milliseconds, positive, url_password, whole
 from msstorm.cluster.bus import Bus, LocalBus
 from msstorm.cluster.supervisor import (
     CapacityError,
@@ -39,6 +39,10 @@ from .app import Storm
 
 log = logging.getLogger("msstorm.server")
 
+# Secrets travel in the environment, never on a command line: /proc/PID/cmdline is
+# readable by every local user, /proc/PID/environ only by the process's own.
+TOKEN_ENV = "MSSTORM_MONITOR_TOKEN"
+BUS_ENV = "MSSTORM_BUS"
 DEFAULT_CLUSTER = "msstorm"
 
 EPILOG = """\
@@ -47,6 +51,7 @@ examples:
   msstorm-server --max-clients 500000     as many workers as the open-file limit requires
   MSSTORM_MONITOR_TOKEN=s3cret msstorm-server --host 0.0.0.0 --port 8080 --workers 8
   msstorm-server --bus redis://10.0.0.5:6379/0 --host 0.0.0.0   one node of a multi-machine storm
+  MSSTORM_BUS=redis://:PASSWORD@10.0.0.5:6379/0 msstorm-server --host 0.0.0.0
   curl http://127.0.0.1:3000/healthz      connections, refused input, the cluster, as JSON
   curl http://127.0.0.1:3000/metrics      the same and more, for Prometheus
 
@@ -54,6 +59,10 @@ Clients connect to http://HOST:PORT, over WebSocket or HTTP long-polling (a
 default socket.io-client or python-socketio client polls first, then upgrades),
 and answer every "poke" with a "pokeBack"; the monitor connects to namespace
 /monitor with auth {"token": ...}. GET /metrics serves Prometheus counters.
+
+Every local user can read a process's command line: give the monitor token in
+$MSSTORM_MONITOR_TOKEN and a Redis password in $MSSTORM_BUS rather than as options.
+The workers get both through their environment, which only this user can read.
 """
 
 
@@ -169,10 +178,10 @@ def parser() -> argparse.ArgumentParser:
     storm.add_argument(
         "--monitor-token",
         type=_secret,
-        default=os.environ.get("MSSTORM_MONITOR_TOKEN") or None,
+        default=os.environ.get(TOKEN_ENV) or None,
         metavar="TOKEN",
-        help="token monitors must present (default: $MSSTORM_MONITOR_TOKEN, "
-        "else a random one, printed at start)",
+        help=f"token monitors must present (default: ${TOKEN_ENV}, else a random one, "
+        "printed at start); the variable is safer: every local user can read a command line",
     )
     storm.add_argument(
         "--op-timeout",
@@ -214,11 +223,12 @@ def parser() -> argparse.ArgumentParser:
     cluster.add_argument(
         "--bus",
         type=cli_types.bus,
-        default="embedded",
+        default=os.environ.get(BUS_ENV) or "embedded",
         metavar="URL",
-        help="'embedded' (the workers of this machine, the default) or "
-        "redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... (TLS), unix:///PATH[?db=DB] "
-        "to join other msstorm-server instances",
+        help="'embedded' (the workers of this machine) or redis://[:PASSWORD@]HOST[:PORT][/DB], "
+        "rediss://... (TLS), unix:///PATH[?db=DB] to join other msstorm-server instances "
+        f"(default: ${BUS_ENV}, else embedded); a password is safer in ${BUS_ENV}: every "
+        "local user can read a command line",
     )
     cluster.add_argument(
         "--cluster",
@@ -337,7 +347,8 @@ async def run_worker(args: argparse.Namespace, clustered: bool) -> None:
 
 
 def worker_command(args: argparse.Namespace) -> list[str]:
-    """The command line of this node's workers (the supervisor adds their index)."""
+    """The command line of this node's workers (the supervisor adds their index),
+    without the secrets: those are in ``worker_environment``."""
     command = [sys.executable, "-m", "msstorm.storm.cli"]
     options: dict[str, Any] = {
         "--host": args.host,
@@ -350,11 +361,9 @@ def worker_command(args: argparse.Namespace) -> list[str]:
         "--max-queued": args.max_queued,
         "--max-conns-per-address": args.max_conns_per_address,
         "--handshake-timeout": args.handshake_timeout,
-        "--monitor-token": args.monitor_token,
         "--op-timeout": args.op_timeout,
         "--max-tree-leaves": args.max_tree_leaves,
         "--max-operations": args.max_operations,
-        "--bus": args.bus,
         "--cluster": args.cluster,
         "--node-id": args.node_id,
         "--log-level": args.log_level,
@@ -367,12 +376,34 @@ def worker_command(args: argparse.Namespace) -> list[str]:
     return command
 
 
+def worker_environment(args: argparse.Namespace) -> dict[str, str]:
+    """What the workers get in their environment besides this process's own: the
+    token and the bus URL (which may hold a password)."""
+    return {TOKEN_ENV: args.monitor_token, BUS_ENV: args.bus}
+
+
 def check_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """What one option alone cannot say: exit 2, naming them, when they disagree."""
     if args.cluster is not None and args.bus == "embedded":
-        p.error("--cluster names the storm on Redis: it needs --bus redis://...")
+        p.error(f"--cluster names the storm on Redis: it needs --bus redis://... (or ${BUS_ENV})")
     if args.limit_loopback and args.max_conns_per_address == 0:
         p.error("--limit-loopback needs a limit: --max-conns-per-address is 0 (none)")
+
+
+def warn_exposed(args: argparse.Namespace) -> None:
+    """Say so when a secret came on the command line, where every local user sees it."""
+    if args.monitor_token is not None and args.monitor_token != os.environ.get(TOKEN_ENV):
+        log.warning(
+            "--monitor-token is on the command line, which every local user can read: "
+            "set $%s instead",
+            TOKEN_ENV,
+        )
+    if url_password(args.bus) and args.bus != os.environ.get(BUS_ENV):
+        log.warning(
+            "the --bus password is on the command line, which every local user can read: "
+            "set $%s instead",
+            BUS_ENV,
+        )
 
 
 def check_port(host: str, port: int) -> None:
@@ -418,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"--port 0 (any free port) needs --workers 1: {workers} workers would "
                 "each listen on a port of their own"
             )
+        warn_exposed(args)
         if args.port != 0:
             check_port(args.host, args.port)
         embedded = args.bus == "embedded"
@@ -429,12 +461,12 @@ def main(argv: list[str] | None = None) -> int:
             args.monitor_token = secrets.token_urlsafe(18)
             log.info("monitor token: %s", args.monitor_token)
         log.info(
-            "node %s: %d workers on http://%s:%d, %s bus (up to %d clients)",
+            "node %s: %d workers on http://%s:%d, bus %s (up to %d clients)",
             args.node_id,
             workers,
             args.host,
             args.port,
-            "embedded" if embedded else "Redis",
+            "embedded" if embedded else masked_url(args.bus),
             workers * per_worker(soft),
         )
         supervisor = Supervisor(
@@ -442,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             worker_command(args),
             embedded_bus=embedded,
             stop_timeout=args.op_timeout + 15,  # the workers' drain, and some
+            env={**os.environ, **worker_environment(args)},
         )
         with contextlib.suppress(KeyboardInterrupt):
             return uvloop.run(supervisor.run())

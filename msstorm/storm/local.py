@@ -115,8 +115,16 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         say(f"starting msstorm-server on {url} (log: {logs / 'server.log'})")
+        # The embedded bus whatever $MSSTORM_BUS says: this storm is this machine's alone.
         server = start(
-            "msstorm-server", "--port", str(port), "--log-level", "warning", log=logs / "server.log"
+            "msstorm-server",
+            "--port",
+            str(port),
+            "--bus",
+            "embedded",
+            "--log-level",
+            "warning",
+            log=logs / "server.log",
         )
         deadline = time.monotonic() + 30
         while health(port) is None:

@@ -33,4 +33,4 @@ def redis() -> Iterator[Redis]:
     try:
         yield server
     finally:
-        server.stop()
+        server.close()

@@ -137,6 +137,12 @@ def test_a_bad_value_is_refused_at_start(
     assert "Traceback" not in done.stderr
 
 
+def test_a_bad_bus_from_the_environment_is_refused_too() -> None:
+    done = run("msstorm-server", "--workers", "2", MSSTORM_BUS="redis:/10.0.0.5")
+    assert done.returncode == 2
+    assert "argument --bus: no host" in done.stderr and REDIS_FORMS in done.stderr
+
+
 def test_a_refused_bus_url_does_not_show_its_password() -> None:
     done = run("msstorm-server", "--bus", "redis://:hunter2@/0")
     assert done.returncode == 2
