@@ -168,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
             monitor += ["--plot", args.plot]
         outcome = subprocess.run(monitor, env=env).returncode
         stop(swarm, "msstorm-client")
-        say("the storm " + ("completed with nothing lost" if outcome == 0 else "lost answers"))
+        if outcome in (0, 1):
+            say("the storm " + ("completed with nothing lost" if outcome == 0 else "lost answers"))
+        else:  # a bad scenario, say: msstorm-monitor said why above
+            say(f"msstorm-monitor failed (exit status {outcome})")
         return outcome
     except KeyboardInterrupt:
         say("interrupted")

@@ -72,3 +72,17 @@ def test_no_process_of_a_storm_has_the_token_on_its_command_line(tmp_path: Path)
         assert any(module in line for line in seen), (module, seen)
     assert any(b"msstorm.monitor\0" in line for line in seen), seen
     assert not [line for line in seen if token.encode() in line]
+
+
+def test_a_scenario_the_monitor_refuses_is_not_reported_as_lost_answers(tmp_path: Path) -> None:
+    options = ["--conns", "5", "--scenario", "frob*2", "--logs", str(tmp_path / "logs")]
+    done = subprocess.run(
+        [sys.executable, "-m", "msstorm.storm.local", *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "unknown operation 'frob'" in done.stderr
+    assert "msstorm-monitor failed (exit status 2)" in done.stderr
+    assert "lost answers" not in done.stderr
