@@ -17,6 +17,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from msstorm.cli_types import masked_url
+
 from .bus import Bus
 
 log = logging.getLogger("msstorm.cluster")
@@ -114,4 +116,5 @@ class RedisBus(Bus):
         self._enqueue(self.channel_all, data)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "url": self.url, "cluster": self.cluster}
+        # /healthz shows it to anyone: never the password.
+        return {**super().describe(), "url": masked_url(self.url), "cluster": self.cluster}

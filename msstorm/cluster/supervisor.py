@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .hub import Hub
@@ -62,14 +63,24 @@ class Worker:
 
 
 class Supervisor:
-    """Runs ``command(index)`` for every worker index, with the hub if any."""
+    """Runs ``command(index)`` for every worker index, with the hub if any.
+
+    ``env`` is the workers' environment (default: this process's): what must not be
+    on a command line, which every local user can read, goes there.
+    """
 
     def __init__(
-        self, count: int, command: list[str], embedded_bus: bool, stop_timeout: float = 30.0
+        self,
+        count: int,
+        command: list[str],
+        embedded_bus: bool,
+        stop_timeout: float = 30.0,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.count = count
         self.stop_timeout = stop_timeout  # a worker still there after this long is killed
         self.command = command  # the worker command; --worker-index and --hub are added
+        self.env = dict(env) if env is not None else None
         self.hub: Hub | None = None
         # The node's meeting place: the hub's socket, and each worker's for handoffs.
         self.run_dir: str | None = None
@@ -116,7 +127,9 @@ class Supervisor:
         """Run the worker; start it again whenever it dies, until we stop."""
         while not self.stopping:
             worker.started = time.monotonic()
-            worker.process = await asyncio.create_subprocess_exec(*self._command(worker))
+            worker.process = await asyncio.create_subprocess_exec(
+                *self._command(worker), env=self.env
+            )
             code = await worker.process.wait()
             if self.stopping:
                 return

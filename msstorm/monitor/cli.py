@@ -14,18 +14,18 @@ import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
-from urllib.parse import urlsplit
 
 import orjson
 import uvloop
 
 from msstorm import extras
+from msstorm.cli_types import count, non_negative, positive, power_of_two, server_url
 
 from . import plot, report
 from .client import MonitorClient, MonitorError
 from .progress import Progress
 from .results import OpResult, totals
-from .scenario import ScenarioError, Step, is_power_of_two, load, make_step, total_operations
+from .scenario import ScenarioError, Step, load, make_step, total_operations
 
 PROG = "msstorm-monitor"
 TOKEN_ENV = "MSSTORM_MONITOR_TOKEN"
@@ -48,7 +48,7 @@ examples:
   msstorm-monitor run scenario.json --json > run.json
   msstorm-monitor status                      clients, running operations, server counts
   msstorm-monitor status --op 3fa1-2 --summary
-  msstorm-monitor --url http://10.0.0.5:3000 --token s3cret broadcast
+  MSSTORM_MONITOR_TOKEN=s3cret msstorm-monitor --url http://10.0.0.5:3000 broadcast
 
 scenario (run): inline, TYPE[:ARG][*REPEAT] separated by commas, where ARG is a
 tree's number of leaves or the sid a unicast goes to; or a JSON file, a list of
@@ -106,57 +106,6 @@ examples:
 # -- arguments ------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
-    return value
-
-
-def _power_of_two(text: str) -> int:
-    value = _positive_int(text)
-    if not is_power_of_two(value):
-        raise argparse.ArgumentTypeError(f"must be a power of two (1, 2, 4, ...), not {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
-
-
-def _url(text: str) -> str:
-    """http(s):// or ws(s):// HOST[:PORT]; ``HOST:PORT`` alone means http://."""
-    if "://" not in text:
-        text = "http://" + text
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018  # raises ValueError for a bad port
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
-    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
-        raise argparse.ArgumentTypeError(f"expected http://HOST:PORT, not {text!r}")
-    return text
-
-
-def _pause(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
-
-
 def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
     """The options every subcommand takes, before or after its name. Below the
     subcommand their defaults are left out, so as not to undo one given above."""
@@ -168,14 +117,16 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
     group = parser.add_argument_group("connection and output (before or after the subcommand)")
     group.add_argument(
         "--url",
-        type=_url,
+        type=server_url,
         default=default(DEFAULT_URL),
         help=f"the msstorm server (default {DEFAULT_URL})",
     )
     group.add_argument(
         "--token",
         default=default(None),
-        help=f"the monitor token (default: ${TOKEN_ENV}, now {token_state})",
+        metavar="TOKEN",
+        help=f"the monitor token (default: ${TOKEN_ENV}, now {token_state}); the variable "
+        "is safer: every local user can read a command line",
     )
     group.add_argument(
         "--json",
@@ -185,7 +136,7 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
     )
     group.add_argument(
         "--timeout",
-        type=_seconds,
+        type=positive,
         default=default(DEFAULT_TIMEOUT),
         metavar="SECONDS",
         help="longest wait for one operation to end; a little more than the server's "
@@ -193,7 +144,7 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
     )
     group.add_argument(
         "--connect-timeout",
-        type=_seconds,
+        type=positive,
         default=default(DEFAULT_CONNECT_TIMEOUT),
         metavar="SECONDS",
         help="longest wait for the connection and for each answer to a request "
@@ -208,7 +159,7 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
     )
     group.add_argument(
         "--refresh",
-        type=_seconds,
+        type=positive,
         default=default(DEFAULT_REFRESH),
         metavar="SECONDS",
         help=f"time between two progress polls (default {DEFAULT_REFRESH:g})",
@@ -232,14 +183,14 @@ def _add_reporting(parser: argparse.ArgumentParser) -> None:
 def _add_repeat(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeat",
-        type=_positive_int,
+        type=count,
         default=1,
         metavar="N",
         help="run it N times, one after another (default %(default)s)",
     )
     parser.add_argument(
         "--pause",
-        type=_pause,
+        type=non_negative,
         default=0.0,
         metavar="SECONDS",
         help="wait between two operations (default %(default)g)",
@@ -282,7 +233,7 @@ def parser() -> argparse.ArgumentParser:
     tree = command("tree", "a tree of pokes: L leaves, 2L-1 pokes, each answer pokes two more")
     tree.add_argument(
         "--leaves",
-        type=_power_of_two,
+        type=power_of_two,
         required=True,
         metavar="L",
         help="the tree's number of leaves, a power of two",
@@ -298,7 +249,7 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--pause",
-        type=_pause,
+        type=non_negative,
         default=0.0,
         metavar="SECONDS",
         help="wait between two operations (default %(default)g)",

@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from msstorm import extras
+from msstorm.cli_types import count, positive
 
 DEFAULT_SCENARIO = "unicast*10, broadcast*3, tree:1024*2"
 
@@ -74,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
         description="Run a whole MessageStorm on this machine: server, swarm, scenario, report.",
         epilog=f"The default scenario is {DEFAULT_SCENARIO!r} (msstorm-monitor run syntax).",
     )
-    p.add_argument("--conns", type=int, default=10_000, help="clients (default %(default)s)")
+    p.add_argument("--conns", type=count, default=10_000, help="clients (default %(default)s)")
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="operations to run")
     p.add_argument(
         "--logs",
@@ -84,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--connect-timeout",
-        type=float,
+        type=positive,
         default=180.0,
         metavar="SECONDS",
         help="time the swarm has to connect every client (default %(default)s)",
@@ -122,8 +123,16 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         say(f"starting msstorm-server on {url} (log: {logs / 'server.log'})")
+        # The embedded bus whatever $MSSTORM_BUS says: this storm is this machine's alone.
         server = start(
-            "msstorm-server", "--port", str(port), "--log-level", "warning", log=logs / "server.log"
+            "msstorm-server",
+            "--port",
+            str(port),
+            "--bus",
+            "embedded",
+            "--log-level",
+            "warning",
+            log=logs / "server.log",
         )
         deadline = time.monotonic() + 30
         while health(port) is None:
@@ -167,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
             monitor += ["--plot", args.plot]
         outcome = subprocess.run(monitor, env=env).returncode
         stop(swarm, "msstorm-client")
-        say("the storm " + ("completed with nothing lost" if outcome == 0 else "lost answers"))
+        if outcome in (0, 1):
+            say("the storm " + ("completed with nothing lost" if outcome == 0 else "lost answers"))
+        else:  # a bad scenario, say: msstorm-monitor said why above
+            say(f"msstorm-monitor failed (exit status {outcome})")
         return outcome
     except KeyboardInterrupt:
         say("interrupted")

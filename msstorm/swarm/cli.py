@@ -22,6 +22,8 @@ from typing import Any
 import orjson
 import uvloop
 
+from msstorm import cli_types
+
 from .plan import Plan, PlanError, make_plan, parse_source_ips
 from .worker import CONCURRENT_DIALS, SWARM_DIALS
 
@@ -64,6 +66,12 @@ class Totals:
         return total
 
 
+def _socketio_path(text: str) -> str:
+    if not text.startswith("/") or any(c in text for c in "?# ") or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"expected a path such as /socket.io/, not {text!r}")
+    return text
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="msstorm-client",
@@ -72,20 +80,26 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--url", default="http://127.0.0.1:3000", help="the server (default %(default)s)"
+        "--url",
+        type=cli_types.server_url,
+        default="http://127.0.0.1:3000",
+        help="the server: http(s)://HOST:PORT (default %(default)s)",
     )
     p.add_argument(
-        "--conns", type=int, default=1000, help="connections in all (default %(default)s)"
+        "--conns",
+        type=cli_types.count,
+        default=1000,
+        help="connections in all (default %(default)s)",
     )
     p.add_argument(
         "--procs",
-        type=int,
+        type=cli_types.count,
         default=None,
         help="processes (default: enough for the open-file limit and the cores)",
     )
     p.add_argument(
         "--ramp",
-        type=float,
+        type=cli_types.non_negative,
         default=0.0,
         metavar="PER_SECOND",
         help="connections started a second, all processes together (default: "
@@ -93,12 +107,18 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--source-ips",
+        type=cli_types.explained(parse_source_ips),
         default=None,
         metavar="ADDRESSES",
         help="source addresses to spread connections over, e.g. "
         "127.0.0.2-127.0.0.20 (default: chosen for 127.x servers)",
     )
-    p.add_argument("--path", default="/socket.io/", help="Socket.IO path (default %(default)s)")
+    p.add_argument(
+        "--path",
+        type=_socketio_path,
+        default="/socket.io/",
+        help="Socket.IO path (default %(default)s)",
+    )
     logging = p.add_mutually_exclusive_group()
     logging.add_argument(
         "--log",
@@ -109,7 +129,7 @@ def parser() -> argparse.ArgumentParser:
     logging.add_argument("--no-log", action="store_true", help="do not log messages")
     p.add_argument(
         "--duration",
-        type=float,
+        type=cli_types.positive,
         default=None,
         metavar="SECONDS",
         help="stop after this long (default: run until Ctrl-C or SIGTERM)",
@@ -307,8 +327,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        source_ips = parse_source_ips(args.source_ips) if args.source_ips else None
-        plan = make_plan(args.url, args.conns, args.procs, source_ips)
+        plan = make_plan(args.url, args.conns, args.procs, args.source_ips)
     except (PlanError, ValueError) as exc:
         print(f"msstorm-client: {exc}", file=sys.stderr)
         return 2

@@ -127,7 +127,8 @@ def make_plan(
 
 
 def parse_source_ips(text: str) -> list[str]:
-    """``127.0.0.2-127.0.0.40`` or ``10.0.0.5,10.0.0.6`` as a list of addresses."""
+    """``127.0.0.2-127.0.0.40`` or ``10.0.0.5,10.0.0.6`` as a list of addresses, each
+    once, ``MAX_SOURCES`` at most; ``ValueError`` says what is wrong."""
     addresses: list[str] = []
     for part in text.split(","):
         part = part.strip()
@@ -135,9 +136,22 @@ def parse_source_ips(text: str) -> list[str]:
             continue
         if "-" in part:
             first, last = (ipaddress.ip_address(x.strip()) for x in part.split("-", 1))
-            if int(last) < int(first):
+            if first.version != last.version or int(last) < int(first):
                 raise PlanError(f"empty address range {part!r}")
-            addresses += [str(ipaddress.ip_address(n)) for n in range(int(first), int(last) + 1)]
+            if int(last) - int(first) >= MAX_SOURCES:
+                raise PlanError(f"more than {MAX_SOURCES:,} addresses in {part!r}")
+            addresses += [str(first + n) for n in range(int(last) - int(first) + 1)]
         else:
             addresses.append(str(ipaddress.ip_address(part)))
+    if not addresses:
+        raise PlanError(
+            "no address given (expected e.g. 127.0.0.2-127.0.0.20 or 10.0.0.5,10.0.0.6)"
+        )
+    if len(addresses) > MAX_SOURCES:
+        raise PlanError(f"{len(addresses):,} addresses: {MAX_SOURCES:,} at most")
+    seen: set[str] = set()
+    for address in addresses:
+        if address in seen:
+            raise PlanError(f"{address} is given twice")
+        seen.add(address)
     return addresses

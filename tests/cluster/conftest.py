@@ -32,4 +32,4 @@ def redis() -> Iterator[Redis]:
     try:
         yield server
     finally:
-        server.stop()
+        server.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -35,25 +36,22 @@ def health(port: int) -> dict[str, Any] | None:
 
 
 class Node:
-    """One msstorm-server instance (a supervisor and its workers, or one process)."""
+    """One msstorm-server instance (a supervisor and its workers, or one process).
 
-    def __init__(self, port: int, *options: str) -> None:
+    It gets ``--monitor-token TOKEN`` unless ``env`` is given: then its environment
+    is ``env`` and the token is whatever that says.
+    """
+
+    def __init__(self, port: int, *options: str, env: dict[str, str] | None = None) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
+        token = ["--monitor-token", TOKEN] if env is None else []
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "msstorm.storm.cli",
-                "--port",
-                str(port),
-                "--monitor-token",
-                TOKEN,
-                *options,
-            ],
+            [sys.executable, "-m", "msstorm.storm.cli", "--port", str(port), *token, *options],
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            env=env,
         )
 
     def output(self) -> str:
@@ -99,24 +97,26 @@ class Node:
 
 
 class Redis:
-    def __init__(self) -> None:
+    """A redis-server of the test's own, run from a temporary directory; with a
+    ``password``, it asks for it (and ``url`` carries it)."""
+
+    def __init__(self, password: str | None = None) -> None:
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        secret = f":{password}@" if password else ""
+        self.url = f"redis://{secret}127.0.0.1:{self.port}/0"
+        self.dir = tempfile.TemporaryDirectory(prefix="msstorm-redis-")
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        config = os.path.join(self.dir.name, "redis.conf")
+        with open(config, "w") as f:  # a password in a file, not on a command line
+            f.write(f"requirepass {self.password}\n" if self.password else "")
+        options = ["--port", str(self.port), "--bind", "127.0.0.1"]
+        options += ["--save", "", "--appendonly", "no", "--dir", self.dir.name]
         self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
+            ["redis-server", config, *options],
+            cwd=self.dir.name,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -133,3 +133,7 @@ class Redis:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+    def close(self) -> None:
+        self.stop()
+        self.dir.cleanup()
