@@ -17,8 +17,10 @@ How it works
   server answers ``3probe`` and queues a ``6`` noop, so that the pending ``GET``
   returns and the client stops polling. The client's ``5`` completes the
   upgrade: what is still queued goes out on the WebSocket, and from then on the
-  connection is an ordinary WebSocket one. A poll after that, or a second
-  WebSocket for the sid, is refused.
+  connection is an ordinary WebSocket one. A poll after that is refused; a
+  second WebSocket for the sid (``TurnedAway``) opens and is closed at once,
+  as Node's engine.io does: clients take a refused handshake for an error, but
+  a close for the end of a probe.
 
 This is the compatibility path (default clients start with it), not the
 million-connection one: it is plain Python.
@@ -30,6 +32,7 @@ import asyncio
 import logging
 from typing import Any
 
+import picows
 from picows import WSCloseCode, WSMsgType
 
 from msstorm._fastpath import Connection
@@ -200,10 +203,13 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
 
     # -- the upgrade: picows calls these for the WebSocket naming this sid ---------
 
+    def upgradable(self) -> bool:
+        """Whether a WebSocket naming this sid may probe it: not once another has."""
+        return not (self.upgraded or self.probe is not None or self.closed)
+
     def on_ws_connected(self, transport: Any) -> None:
-        if self.upgraded or self.probe is not None or self.closed:
-            transport.send_close(WSCloseCode.POLICY_VIOLATION, b"session already upgraded")
-            transport.disconnect()
+        if not self.upgradable():
+            _turn_away(transport)
             return
         self.probe = transport
 
@@ -247,3 +253,16 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
         elif self.upgraded and transport is self.transport:
             super().on_ws_disconnected(transport)
             self._forget()
+
+
+class TurnedAway(picows.WSListener):
+    """The listener of a WebSocket naming a session that another one upgrades or
+    has upgraded: the handshake completes, then the server closes it."""
+
+    def on_ws_connected(self, transport: Any) -> None:
+        _turn_away(transport)
+
+
+def _turn_away(transport: Any) -> None:
+    transport.send_close(WSCloseCode.POLICY_VIOLATION, b"session already upgraded")
+    transport.disconnect()
