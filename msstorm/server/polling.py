@@ -9,9 +9,11 @@ How it works
   base64); a ``POST`` carries the client's packets and is answered ``ok``.
   One ``GET`` at a time: a second one while the first waits breaks the session.
 - The server ends a session by answering the pending ``GET`` with a close
-  packet, ``1`` (``6`` when the client asked to close); with no ``GET`` pending
-  the session lingers until the next one takes the packet, or for
-  ``pingTimeout`` at most. Any request for the sid after that is refused.
+  packet, ``1`` (``6`` when the client asked to close). With no ``GET``
+  pending, a session the client broke (a bad payload, a missed pong, a dropped
+  poll) or closed itself is over at once; one the server chose to end lingers
+  until the next ``GET`` takes the close packet, or for ``pingTimeout`` at
+  most. Any request for the sid after that is refused (``400``, unknown sid).
 - Upgrade: the client opens a WebSocket with the same ``sid`` (picows hands it
   to this object, which is a WebSocket listener too) and sends ``2probe``; the
   server answers ``3probe`` and queues a ``6`` noop, so that the pending ``GET``
@@ -52,6 +54,9 @@ _PROBE_ANSWER = b"3probe"
 _UPGRADE = b"5"
 _NOOP = b"6"
 _CLOSE = b"1"
+# Why a session ends on the spot (Node's engine.io drops the session then, too):
+# the client broke it or closed it, so there is nothing to tell it.
+_OVER_AT_ONCE = frozenset({"parse error", "ping timeout", "transport error", "transport close"})
 
 
 class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
@@ -181,6 +186,8 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
         self.session = None
         if self.poll is not None:
             self._flush()
+        elif reason in _OVER_AT_ONCE:
+            self._forget()
         else:
             heartbeat = self.app.heartbeat
             self.linger_until = heartbeat.loop.time() + self.app.config.ping_timeout / 1000.0
