@@ -14,6 +14,10 @@ How it works
   poll) or closed itself is over at once; one the server chose to end lingers
   until the next ``GET`` takes the close packet, or for ``pingTimeout`` at
   most. Any request for the sid after that is refused (``400``, unknown sid).
+- The heartbeat keeps the session's own schedule, not the wheel's ticks: a ping
+  is due ``pingInterval`` after the last, its pong ``pingTimeout`` after that,
+  however late the tick that queues the ping; and a request is checked against
+  that deadline when it comes, so no tick lets an overdue session answer.
 - Upgrade: the client opens a WebSocket with the same ``sid`` (picows hands it
   to this object, which is a WebSocket listener too) and sends ``2probe``; the
   server answers ``3probe`` and queues a ``6`` noop, so that the pending ``GET``
@@ -57,6 +61,8 @@ _CLOSE = b"1"
 # Why a session ends on the spot (Node's engine.io drops the session then, too):
 # the client broke it or closed it, so there is nothing to tell it.
 _OVER_AT_ONCE = frozenset({"parse error", "ping timeout", "transport error", "transport close"})
+# Deadlines are sums of floats: an instant may miss itself by a rounding.
+_ROUNDING = 1e-6
 
 
 class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
@@ -85,12 +91,22 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
         """A GET or POST naming this session's sid; ``headers`` go on the answer."""
         if self.upgraded:
             raise HandshakeError(HandshakeError.BAD_REQUEST)  # polling is over for it
+        if self._pong_overdue():
+            self.close(reason="ping timeout")
+            raise HandshakeError(HandshakeError.UNKNOWN_SID)  # the session is over
         if request.method == "GET":
             self._poll(http, headers)
         elif request.method == "POST":
             self._post(http, request.body, headers)
         else:
             raise HandshakeError(HandshakeError.BAD_REQUEST)
+
+    def _pong_overdue(self) -> bool:
+        """Whether the last ping's pong is overdue, seen by the heartbeat's tick or not yet."""
+        session = self.session
+        if session is None or not session.pong_deadline:
+            return False
+        return bool(self.app.heartbeat.loop.time() >= session.pong_deadline - _ROUNDING)
 
     def _poll(self, http: Any, headers: list[tuple[str, str]]) -> None:
         if self.poll is not None:
@@ -201,6 +217,10 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
 
     def on_timer(self, wheel: Any, now: float) -> None:
         if not self.closed:
+            session = self.session
+            if not self.upgraded and session is not None and now > session.deadline:
+                # On the session's schedule: what was due then happens as of then.
+                now = session.deadline
             super().on_timer(wheel, now)
         elif not self.upgraded and self.app.polling.get(self.sid) is self:
             if now >= self.linger_until:

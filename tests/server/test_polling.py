@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 
 import pytest
 from rawclient import ECHO, OPTIONS, Echo, HttpPeer, RawClient, Served, http
@@ -31,6 +32,13 @@ async def poll(served: Echo, sid: str, target: str = EIO) -> bytes:
     answer = await http(served.port, "GET", f"{target}&sid={sid}")
     assert answer.status == 200, answer
     return answer.body
+
+
+async def wait_until(instant: float) -> None:
+    """Sleep until ``time.monotonic()`` reaches ``instant``: uvloop's timers may wake
+    up to a millisecond early (its clock is in whole, cached milliseconds)."""
+    while (left := instant - time.monotonic()) > 0:
+        await asyncio.sleep(left)
 
 
 async def post(served: Echo, sid: str, body: bytes, target: str = EIO) -> int:
@@ -212,9 +220,26 @@ async def test_pings_come_in_polls_and_pongs_keep_the_session(served: Served) ->
 
 async def test_a_missing_pong_ends_the_session(served: Served) -> None:
     sid = await open_session(served)
-    await asyncio.sleep(0.3 + 0.2 + 0.3)  # pingInterval + pingTimeout, and a tick
+    await asyncio.sleep(0.3 + 0.2 + 0.1)  # pingInterval + pingTimeout, and ticks
+    assert served.eio.stats.disconnects["ping timeout"] == 1  # with nobody asking
     assert await post(served, sid, b"3") == 400
-    assert served.eio.stats.disconnects["ping timeout"] == 1
+
+
+async def test_a_missing_pong_ends_the_session_on_time(echo: Echo) -> None:
+    sid = await open_session(echo, SIO)
+    # pingInterval + pingTimeout, the ping not answered
+    await wait_until(time.monotonic() + 0.3 + 0.2 + echo.timer_lag)
+    answer = await http(echo.port, "GET", f"{SIO}&sid={sid}")
+    assert answer.status == 400 and answer.json()["code"] == 1  # "Session ID unknown"
+
+
+async def test_a_missing_pong_ends_the_pending_poll(echo: Echo) -> None:
+    sid = await open_session(echo, SIO)
+    assert await poll(echo, sid, SIO) == b"2"  # the ping, at pingInterval
+    answer = await asyncio.wait_for(poll(echo, sid, SIO), 0.2 + 0.1)  # pingTimeout, a tick
+    assert answer == b"1"  # the close packet
+    answer = await http(echo.port, "GET", f"{SIO}&sid={sid}")
+    assert answer.status == 400 and answer.json()["code"] == 1
 
 
 # -- the upgrade --------------------------------------------------------------------
