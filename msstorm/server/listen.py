@@ -2,10 +2,11 @@
 
 Every connection on the port starts in the HTTP front (``front.py``). A request
 for Engine.IO's WebSocket transport goes to picows, which asks ``Router.route``
-for its listener: a new ``Connection``, or the long-polling session that is
-upgrading. Every other request comes to ``Router.serve``: ``/healthz``,
-``/metrics``, long-polling on an endpoint's path, CORS preflights; anything
-else gets Engine.IO's HTTP error JSON or a 404.
+for its listener: a new ``Connection``, the long-polling session that is
+upgrading, or one that closes a second WebSocket for that session. Every other
+request comes to ``Router.serve``: ``/healthz``, ``/metrics``, long-polling on
+an endpoint's path, CORS preflights; anything else gets Engine.IO's HTTP error
+JSON or a 404.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from .front import Front, HttpConnection
 from .handoff import Handoff
 from .heartbeat import Heartbeat, resolution_for
 from .limits import AddressLimit
-from .polling import PollingConnection
+from .polling import PollingConnection, TurnedAway
 
 log = logging.getLogger("msstorm.server")
 
@@ -142,12 +143,15 @@ class Router:
                 session = endpoint.polling.get(handshake.sid)
                 if session is None:
                     raise HandshakeError(HandshakeError.UNKNOWN_SID)
-                if session.upgraded or session.probe is not None or session.closed:
-                    raise HandshakeError(HandshakeError.BAD_REQUEST)  # one upgrade per session
             if request.headers.get("upgrade", "").lower() != "websocket":
                 raise HandshakeError(HandshakeError.BAD_REQUEST)
-            # A new session, or the upgrade: the polling session listens to its WebSocket.
-            return session if session is not None else Connection(endpoint)
+            if session is None:
+                return Connection(endpoint)  # a new session
+            if not session.upgradable():
+                # One upgrade per session: this WebSocket opens, then is closed.
+                endpoint.stats.refused["HandshakeError"] += 1
+                return TurnedAway()
+            return session  # the upgrade: the polling session listens to its WebSocket
         except HandshakeError as exc:
             endpoint.stats.refused["HandshakeError"] += 1
             return _response(exc.status, {"code": exc.code, "message": exc.message})

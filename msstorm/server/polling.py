@@ -9,16 +9,24 @@ How it works
   base64); a ``POST`` carries the client's packets and is answered ``ok``.
   One ``GET`` at a time: a second one while the first waits breaks the session.
 - The server ends a session by answering the pending ``GET`` with a close
-  packet, ``1`` (``6`` when the client asked to close); with no ``GET`` pending
-  the session lingers until the next one takes the packet, or for
-  ``pingTimeout`` at most. Any request for the sid after that is refused.
+  packet, ``1`` (``6`` when the client asked to close). With no ``GET``
+  pending, a session the client broke (a bad payload, a missed pong, a dropped
+  poll) or closed itself is over at once; one the server chose to end lingers
+  until the next ``GET`` takes the close packet, or for ``pingTimeout`` at
+  most. Any request for the sid after that is refused (``400``, unknown sid).
+- The heartbeat keeps the session's own schedule, not the wheel's ticks: a ping
+  is due ``pingInterval`` after the last, its pong ``pingTimeout`` after that,
+  however late the tick that queues the ping; and a request is checked against
+  that deadline when it comes, so no tick lets an overdue session answer.
 - Upgrade: the client opens a WebSocket with the same ``sid`` (picows hands it
   to this object, which is a WebSocket listener too) and sends ``2probe``; the
   server answers ``3probe`` and queues a ``6`` noop, so that the pending ``GET``
   returns and the client stops polling. The client's ``5`` completes the
   upgrade: what is still queued goes out on the WebSocket, and from then on the
-  connection is an ordinary WebSocket one. A poll after that, or a second
-  WebSocket for the sid, is refused.
+  connection is an ordinary WebSocket one. A poll after that is refused; a
+  second WebSocket for the sid (``TurnedAway``) opens and is closed at once,
+  as Node's engine.io does: clients take a refused handshake for an error, but
+  a close for the end of a probe.
 
 This is the compatibility path (default clients start with it), not the
 million-connection one: it is plain Python.
@@ -30,6 +38,7 @@ import asyncio
 import logging
 from typing import Any
 
+import picows
 from picows import WSCloseCode, WSMsgType
 
 from msstorm._fastpath import Connection
@@ -49,6 +58,11 @@ _PROBE_ANSWER = b"3probe"
 _UPGRADE = b"5"
 _NOOP = b"6"
 _CLOSE = b"1"
+# Why a session ends on the spot (Node's engine.io drops the session then, too):
+# the client broke it or closed it, so there is nothing to tell it.
+_OVER_AT_ONCE = frozenset({"parse error", "ping timeout", "transport error", "transport close"})
+# Deadlines are sums of floats: an instant may miss itself by a rounding.
+_ROUNDING = 1e-6
 
 
 class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
@@ -77,12 +91,22 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
         """A GET or POST naming this session's sid; ``headers`` go on the answer."""
         if self.upgraded:
             raise HandshakeError(HandshakeError.BAD_REQUEST)  # polling is over for it
+        if self._pong_overdue():
+            self.close(reason="ping timeout")
+            raise HandshakeError(HandshakeError.UNKNOWN_SID)  # the session is over
         if request.method == "GET":
             self._poll(http, headers)
         elif request.method == "POST":
             self._post(http, request.body, headers)
         else:
             raise HandshakeError(HandshakeError.BAD_REQUEST)
+
+    def _pong_overdue(self) -> bool:
+        """Whether the last ping's pong is overdue, seen by the heartbeat's tick or not yet."""
+        session = self.session
+        if session is None or not session.pong_deadline:
+            return False
+        return bool(self.app.heartbeat.loop.time() >= session.pong_deadline - _ROUNDING)
 
     def _poll(self, http: Any, headers: list[tuple[str, str]]) -> None:
         if self.poll is not None:
@@ -178,6 +202,8 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
         self.session = None
         if self.poll is not None:
             self._flush()
+        elif reason in _OVER_AT_ONCE:
+            self._forget()
         else:
             heartbeat = self.app.heartbeat
             self.linger_until = heartbeat.loop.time() + self.app.config.ping_timeout / 1000.0
@@ -191,6 +217,10 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
 
     def on_timer(self, wheel: Any, now: float) -> None:
         if not self.closed:
+            session = self.session
+            if not self.upgraded and session is not None and now > session.deadline:
+                # On the session's schedule: what was due then happens as of then.
+                now = session.deadline
             super().on_timer(wheel, now)
         elif not self.upgraded and self.app.polling.get(self.sid) is self:
             if now >= self.linger_until:
@@ -200,10 +230,13 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
 
     # -- the upgrade: picows calls these for the WebSocket naming this sid ---------
 
+    def upgradable(self) -> bool:
+        """Whether a WebSocket naming this sid may probe it: not once another has."""
+        return not (self.upgraded or self.probe is not None or self.closed)
+
     def on_ws_connected(self, transport: Any) -> None:
-        if self.upgraded or self.probe is not None or self.closed:
-            transport.send_close(WSCloseCode.POLICY_VIOLATION, b"session already upgraded")
-            transport.disconnect()
+        if not self.upgradable():
+            _turn_away(transport)
             return
         self.probe = transport
 
@@ -248,3 +281,16 @@ class PollingConnection(Connection):  # type: ignore[misc]  # a compiled base
         elif self.upgraded and transport is self.transport:
             super().on_ws_disconnected(transport)
             self._forget()
+
+
+class TurnedAway(picows.WSListener):
+    """The listener of a WebSocket naming a session that another one upgrades or
+    has upgraded: the handshake completes, then the server closes it."""
+
+    def on_ws_connected(self, transport: Any) -> None:
+        _turn_away(transport)
+
+
+def _turn_away(transport: Any) -> None:
+    transport.send_close(WSCloseCode.POLICY_VIOLATION, b"session already upgraded")
+    transport.disconnect()
