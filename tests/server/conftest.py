@@ -15,15 +15,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import uvloop
 from nodejs import ensure_node_modules
-from rawclient import ECHO, OPTIONS, ROOT, Echo, Served
-
-import msstorm
+from rawclient import OPTIONS, ROOT, Echo, Served, serving
 
 NODE_DIR = ROOT / "tests" / "interop" / "node"
 SERVERS = ("msstorm", "node")
@@ -36,17 +33,6 @@ NODE_TIMER_LAG = 0.02
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> Mapping[str, Callable[[], Any]]:
     # Every server test runs on asyncio's loop and on uvloop.
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
-
-
-@asynccontextmanager
-async def serving() -> AsyncIterator[Served]:
-    sio, eio = ECHO.build(OPTIONS)
-    listener = await msstorm.serve(sio, eio, host="127.0.0.1", port=0)
-    try:
-        yield Served(listener, sio, eio)
-    finally:
-        listener.close()
-        await listener.wait_closed()
 
 
 @pytest.fixture

@@ -4,8 +4,10 @@ raw WebSocket client that speaks Engine.IO by hand, so tests see every frame."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,19 @@ class Served(Echo):
 
     async def client(self, path: str = "/socket.io/", **options: Any) -> RawClient:
         return await RawClient.connect(f"{self.url}{path}?EIO=4&transport=websocket", **options)
+
+
+@contextlib.asynccontextmanager
+async def serving() -> AsyncIterator[Served]:
+    """examples/echo.py's endpoints on a free port, built when entered (after a test has
+    changed what it needs to), closed on the way out."""
+    sio, eio = ECHO.build(OPTIONS)
+    listener = await msstorm.serve(sio, eio, host="127.0.0.1", port=0)
+    try:
+        yield Served(listener, sio, eio)
+    finally:
+        listener.close()
+        await listener.wait_closed()
 
 
 class RawClient(picows.WSListener):

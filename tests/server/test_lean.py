@@ -11,10 +11,9 @@ still waits for that connection's end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import picows
@@ -22,10 +21,9 @@ import pytest
 from msstorm._fastpath.trim_c import LEAN_CAPACITY, lean, read_buffer_capacity, trim
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in its stub
 from prometheus_client.parser import text_string_to_metric_families
-from rawclient import ECHO, OPTIONS, Served
+from rawclient import Served, serving
 from test_wire import http_get
 
-import msstorm
 from msstorm._fastpath import trim_c, wire
 from msstorm.server import listen
 from msstorm.swarm.messagelog import MessageLog
@@ -136,18 +134,6 @@ async def test_a_swarm_client_waits_for_its_own_disconnection(served: Served) ->
 # -- the guard: another picows, another protocol class ---------------------------------
 
 
-@contextlib.asynccontextmanager
-async def echo_served() -> AsyncIterator[Served]:
-    """The echo endpoints, served after the test has changed what it needs to."""
-    sio, eio = ECHO.build(OPTIONS)
-    listener = await msstorm.serve(sio, eio, host="127.0.0.1", port=0)
-    try:
-        yield Served(listener, sio, eio)
-    finally:
-        listener.close()
-        await listener.wait_closed()
-
-
 class SubclassedProtocol(WSProtocol):  # type: ignore[misc]  # a compiled base
     """picows's protocol as a subclass: another class, maybe another layout."""
 
@@ -199,7 +185,7 @@ async def test_another_picows_version_runs_untrimmed_and_says_so(
     monkeypatch.setattr(trim_c, "EXPECTED_PICOWS", "2.2.0")  # as if picows had moved on
     caplog.set_level(logging.WARNING, "msstorm.fastpath")
     assert "2.2.0" in (wire.refusal() or "")  # known before any connection
-    async with echo_served() as served:
+    async with serving() as served:
         await untrimmed_and_said(served, caplog, picows.__version__, "2.2.0")
 
 
@@ -209,7 +195,7 @@ async def test_a_subclass_of_picows_protocol_runs_untrimmed_and_says_so(
     forget_refusal(monkeypatch)
     monkeypatch.setattr(listen, "WSProtocol", SubclassedProtocol)
     caplog.set_level(logging.WARNING, "msstorm.fastpath")
-    async with echo_served() as served:
+    async with serving() as served:
         await untrimmed_and_said(served, caplog, "SubclassedProtocol", "WSProtocol")
 
 
