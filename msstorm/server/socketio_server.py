@@ -208,14 +208,25 @@ class Server(Endpoint):
                 ack_id = conn.session.expect_ack(callback) if callback is not None else None
                 self.delivery.send(codec.encode(EVENT, namespace, data, ack_id), [conn])
                 return 1
-        conns = nsp.rooms.reach(nsp.sockets, _names(to), _names(skip_sid) or ())
         if callback is None:
-            if conns:
-                self.delivery.send(codec.encode(EVENT, namespace, data), conns)
-            return len(conns)
+            return self.emit_frames(codec.encode(EVENT, namespace, data), to, skip_sid, namespace)
+        conns = nsp.rooms.reach(nsp.sockets, _names(to), _names(skip_sid) or ())
         for conn in conns:  # each recipient its own ack id
             ack_id = conn.session.expect_ack(callback)
             self.delivery.send(codec.encode(EVENT, namespace, data, ack_id), [conn])
+        return len(conns)
+
+    def emit_frames(
+        self, frames: Any, to: Targets = None, skip_sid: Targets = None, namespace: str = "/"
+    ) -> int:
+        """``emit`` of a packet already encoded (what the codec's ``encode`` returned),
+        as another worker of a cluster sends it; 0 for an unknown namespace."""
+        nsp = self.namespaces.get(namespace)
+        if nsp is None:
+            return 0
+        conns = nsp.rooms.reach(nsp.sockets, _names(to), _names(skip_sid) or ())
+        if conns:
+            self.delivery.send(frames, conns)
         return len(conns)
 
     def sent(self) -> Any:
