@@ -2,7 +2,7 @@
 
 ``run("module:app", workers=N, bus=...)`` starts workers as ``msstorm-server``
 does: a supervisor (``msstorm.cluster.supervisor``) runs N processes on the same
-port, each one ``python -m msstorm.app.run module:app ...``, joined by the
+port, each one ``python -m msstorm.app.worker module:app ...``, joined by the
 embedded bus, or by Redis to the workers of other nodes (``bus="redis://..."``).
 A worker imports the application itself, as uvicorn's do: the module must build
 it at import time.
@@ -10,7 +10,6 @@ it at import time.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import importlib
@@ -23,8 +22,8 @@ from typing import Any
 import uvloop
 
 from msstorm import extras
-from msstorm.cluster.bus import REDIS_SCHEMES, LocalBus, open_bus
-from msstorm.cluster.supervisor import Supervisor, die_with_parent
+from msstorm.cluster.bus import REDIS_SCHEMES, open_bus
+from msstorm.cluster.supervisor import Supervisor
 from msstorm.server import Listener, ids
 from msstorm.server import serve as serve_endpoints
 
@@ -36,12 +35,11 @@ log = logging.getLogger("msstorm.app")
 async def serve(*apps: Any, host: str = "127.0.0.1", port: int = 3000, **options: Any) -> Listener:
     """Listen on ``host:port`` and serve ``apps`` (``AsyncServer``s, or the engine's
     ``Server``/``EngineServer``) until the listener is closed; options as
-    ``msstorm.server.serve``'s. An ``AsyncServer`` with no bus yet is a cluster of one."""
+    ``msstorm.server.serve``'s. An ``AsyncServer`` that has joined no bus is a
+    cluster of one."""
     endpoints = []
     for app in apps:
         if isinstance(app, AsyncServer):
-            if app.relay is None:
-                await app.join(LocalBus(ids.tag()))
             if app.cors_allowed_origins is not None:
                 options.setdefault("cors_origin", app.cors_allowed_origins)
             endpoints.append(app.engine)
@@ -88,12 +86,12 @@ def run(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     if workers == 1:
         with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(_worker(app, host, port, bus, cluster, node_id, 0, None, None))
+            uvloop.run(serve_worker(app, host, port, bus, cluster, node_id, 0, None, None))
         return 0
     if not isinstance(app, str):
         raise ValueError("with workers, name the application as 'module:attribute'")
     load(app)  # a mistake in it is told here, once, not by every worker
-    command = [sys.executable, "-m", "msstorm.app.run", app, "--host", host, "--port", str(port)]
+    command = [sys.executable, "-m", "msstorm.app.worker", app, "--host", host, "--port", str(port)]
     command += ["--bus", bus, "--cluster", cluster, "--node-id", node_id, "--log-level", log_level]
     log.info("node %s: %d workers of %s on http://%s:%d", node_id, workers, app, host, port)
     supervisor = Supervisor(workers, command, embedded_bus=bus == "embedded", stop_timeout=15)
@@ -111,7 +109,7 @@ def _require_redis() -> None:
         ) from None
 
 
-async def _worker(
+async def serve_worker(
     app: str | AsyncServer,
     host: str,
     port: int,
@@ -140,40 +138,3 @@ async def _worker(
     listener.close()
     await listener.wait_closed()
     await server.shutdown()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """A worker, as the supervisor of ``run`` starts it."""
-    p = argparse.ArgumentParser(prog="python -m msstorm.app.run")
-    p.add_argument("app", help="the AsyncServer, as module:attribute")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=3000)
-    p.add_argument("--bus", default="embedded")
-    p.add_argument("--cluster", default="msstorm")
-    p.add_argument("--node-id", required=True)
-    p.add_argument("--log-level", default="info")
-    p.add_argument("--worker-index", type=int, default=0)
-    p.add_argument("--hub", default=None)
-    p.add_argument("--run-dir", default=None)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    die_with_parent()
-    with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(
-            _worker(
-                args.app,
-                args.host,
-                args.port,
-                args.bus,
-                args.cluster,
-                args.node_id,
-                args.worker_index,
-                args.hub,
-                args.run_dir,
-            )
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

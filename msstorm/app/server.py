@@ -35,7 +35,7 @@ from functools import partial
 from typing import Any
 
 from msstorm._fastpath import codec
-from msstorm.cluster.bus import Bus
+from msstorm.cluster.bus import Bus, LocalBus
 from msstorm.exceptions import TimeoutError
 from msstorm.protocol.errors import ConnectionRefused
 from msstorm.protocol.packets import EVENT
@@ -491,9 +491,11 @@ class AsyncServer:
     # -- serving --------------------------------------------------------------
 
     async def join(self, bus: Bus) -> None:
-        """Act as one server with the other workers on ``bus`` (``msstorm.run`` does it)."""
-        self.relay = Relay(self, bus)
+        """Act as one server with the other workers on ``bus`` (``msstorm.run`` does it;
+        a ``LocalBus``, a cluster of one, needs no relay)."""
         await bus.start()
+        if not isinstance(bus, LocalBus):
+            self.relay = Relay(self, bus)
 
     def attach(self, app: Any, socketio_path: str = "socket.io") -> None:
         raise NotImplementedError(
