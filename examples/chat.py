@@ -14,8 +14,9 @@ A client connects with ``auth={"name": ...}`` and may then emit:
 "text", "echo"}`` (``said`` to those rooms, the sender skipped unless ``echo``),
 ``shout`` (to everyone else), ``close`` a room, ``whoami``, ``rename``,
 ``ask`` ``(sid, question)`` (the server calls the other client's ``question``
-and acks its answer), ``kick`` a sid, ``rooms``. When a client goes, the others
-of its rooms get ``left``. Namespace ``/lobby`` is a class-based namespace.
+and acks its answer), ``invite`` ``(sid, room)``, ``kick`` a sid, ``rooms``. When
+a client goes, the others of its rooms get ``left``. Namespace ``/lobby`` is a
+class-based namespace.
 """
 
 from __future__ import annotations
@@ -121,6 +122,12 @@ async def ask(sid: str, target: str, question: str) -> Any:
         return await sio.call("question", {"from": session["name"], "q": question}, to=target)
     except socketio.exceptions.TimeoutError:
         return None
+
+
+@sio.event
+async def invite(sid: str, target: str, room: str) -> bool:
+    await sio.enter_room(target, room)  # target may be connected to another worker
+    return True
 
 
 @sio.event
