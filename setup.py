@@ -21,6 +21,7 @@ MODULES = [
     "msstorm/_fastpath/histogram_c.pyx",
     "msstorm/_fastpath/rtt_c.pyx",
     "msstorm/_fastpath/pokes_c.pyx",
+    "msstorm/_fastpath/fanout_c.pyx",
     "msstorm/_fastpath/pokeback_c.pyx",
     "msstorm/_fastpath/trim_c.pyx",
 ]

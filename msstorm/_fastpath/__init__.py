@@ -9,6 +9,7 @@ Every module here has a plain-Python twin with the same API:
     histogram_c     histogram                      log-linear histograms
     rtt_c           rtt                            the pending-poke table
     pokes_c         pokes                          poke frames, the fan-out loop, a tree's growth
+    fanout_c        fanout                         one frame to many connections (emits to rooms)
     pokeback_c      pokeback                       the pokeBack fast path
     swarm_client_c  swarm_client                   one connection of the client swarm
 
@@ -40,6 +41,7 @@ __all__ = [
     "compiled",
     "grow_tree",
     "poke_tree",
+    "send_frame",
     "send_pokes",
 ]
 
@@ -76,6 +78,7 @@ _connection = _pick("connection_c", f"{__name__}.connection")
 _histogram = _pick("histogram_c", f"{__name__}.histogram")
 _rtt = _pick("rtt_c", f"{__name__}.rtt")
 _pokes = _pick("pokes_c", f"{__name__}.pokes")
+_fanout = _pick("fanout_c", f"{__name__}.fanout")
 _pokeback = _pick("pokeback_c", f"{__name__}.pokeback")
 _swarm_client = _pick("swarm_client_c", f"{__name__}.swarm_client")
 
@@ -97,5 +100,6 @@ PokeFrame = _pokes.PokeFrame
 send_pokes = _pokes.send_pokes
 grow_tree = _pokes.grow_tree
 poke_tree = _pokes.poke_tree
+send_frame = _fanout.send_frame
 SwarmClient = _swarm_client.SwarmClient
 PokeBackTap = _pokeback.PokeBackTap

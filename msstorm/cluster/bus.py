@@ -111,3 +111,24 @@ class LocalBus(Bus):
 
     def _publish(self, data: bytes) -> None:
         pass
+
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def open_bus(
+    tag: str, url: str = "embedded", hub: str | None = None, cluster: str = "msstorm"
+) -> Bus:
+    """The bus of worker ``tag``: Redis for a ``redis://`` ``url``, the node's hub when
+    there is one (``hub``, its socket), else none but this worker (``LocalBus``)."""
+    if url.startswith(REDIS_SCHEMES):
+        from .redis_bus import RedisBus
+
+        return RedisBus(tag, url, cluster)
+    if url != "embedded":
+        raise ValueError(f"a bus is 'embedded' or redis://host:port/db, not {url!r}")
+    if hub is not None:
+        from .hub import HubBus
+
+        return HubBus(tag, hub)
+    return LocalBus(tag)

@@ -15,6 +15,10 @@ The public API, in the spirit of python-socketio::
 Handlers may be plain functions (the fast path) or coroutines (run as one Task
 per call). Frames emitted to a socket while its connect handler is deciding are
 held back until the CONNECT answer has been sent.
+
+A socket is in the room named by its sid, and in those it enters
+(``enter_room``); ``emit(..., to=room or [rooms], skip_sid=...)`` encodes the
+packet once and hands it to each member once, a slice at a time (``Delivery``).
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from inspect import iscoroutine
 from typing import Any
 
-from msstorm._fastpath import Session, codec
+from msstorm._fastpath import Session, codec, send_frame
 from msstorm.protocol.errors import ConnectionRefused
 from msstorm.protocol.packets import (
     ACK,
@@ -38,12 +43,15 @@ from msstorm.protocol.packets import (
     EVENT,
 )
 
+from .delivery import Delivery
 from .endpoint import HANDLER_FAILED, Endpoint
 from .ids import new_sid
+from .rooms import Rooms
 
 log = logging.getLogger("msstorm.server")
 
 Handler = Callable[..., Any]
+Targets = str | Iterable[str] | None  # a sid or a room, several, or None: the namespace
 
 
 class Namespace:
@@ -51,10 +59,21 @@ class Namespace:
 
     ``sockets`` maps each sid to its connection (from the CONNECT on, also while
     the connect handler decides); ``members`` lists the accepted sids in an
-    order that allows a uniform random pick.
+    order that allows a uniform random pick. ``leaving`` keeps the rooms of a
+    socket that has gone while its disconnect handler runs.
     """
 
-    __slots__ = ("_where", "handlers", "members", "name", "sockets", "takes_ack")
+    __slots__ = (
+        "_where",
+        "fallback",
+        "handlers",
+        "leaving",
+        "members",
+        "name",
+        "rooms",
+        "sockets",
+        "takes_ack",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -63,6 +82,10 @@ class Namespace:
         self.sockets: dict[str, Any] = {}  # sid -> Connection
         self.members: list[str] = []
         self._where: dict[str, int] = {}  # sid -> its position in members
+        self.rooms = Rooms()
+        self.leaving: dict[str, list[str]] = {}
+        # Called as ``fallback(event, sid, *args)`` for events with no handler.
+        self.fallback: Handler | None = None
 
     def add_member(self, sid: str) -> None:
         self._where[sid] = len(self.members)
@@ -113,6 +136,7 @@ class Server(Endpoint):
         super().__init__(path, **options)
         self.namespaces: dict[str, Namespace] = {"/": Namespace("/")}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.delivery = Delivery(send_frame)
 
     def intervals(self) -> tuple[int, ...]:
         return (*super().intervals(), self.config.connect_timeout)
@@ -160,33 +184,96 @@ class Server(Endpoint):
         self,
         event: str,
         *args: Any,
-        to: str | None = None,
+        to: Targets = None,
+        skip_sid: Targets = None,
         namespace: str = "/",
         callback: Handler | None = None,
     ) -> int:
-        """Send an event to one socket (``to``) or to all of a namespace.
+        """Send an event to a socket or a room (``to``, a sid or a room name), to
+        several rooms (a list: each socket once), or to the whole namespace (None),
+        less the sockets ``skip_sid`` names (one sid or several).
 
-        The packet is encoded once whatever the number of recipients.
-        ``callback`` receives the client's ack arguments (one recipient only).
-        Returns the number of sockets it was sent to.
+        The packet is encoded once whatever the number of recipients, and sent a
+        slice at a time (``sent()`` tells when all of it is). ``callback``
+        receives the ack arguments of each recipient. Returns the number of
+        sockets it is sent to.
         """
         nsp = self.namespaces.get(namespace)
         if nsp is None:
             raise ValueError(f"unknown namespace {namespace!r}")
         data = [event, *args]
-        if to is None:
-            if callback is not None:
-                raise ValueError("an ack callback needs a single recipient (to=sid)")
-            frames = codec.encode(EVENT, namespace, data)
-            for conn in nsp.sockets.values():
-                conn.send_frames(frames)
-            return len(nsp.sockets)
-        conn = nsp.sockets.get(to)
-        if conn is None:
+        if type(to) is str and skip_sid is None:  # one socket, the common case
+            conn = nsp.sockets.get(to)
+            if conn is not None and to not in nsp.rooms.members:
+                ack_id = conn.session.expect_ack(callback) if callback is not None else None
+                self.delivery.send(codec.encode(EVENT, namespace, data, ack_id), [conn])
+                return 1
+        if callback is None:
+            return self.emit_frames(codec.encode(EVENT, namespace, data), to, skip_sid, namespace)
+        conns = nsp.rooms.reach(nsp.sockets, _names(to), _names(skip_sid) or ())
+        for conn in conns:  # each recipient its own ack id
+            ack_id = conn.session.expect_ack(callback)
+            self.delivery.send(codec.encode(EVENT, namespace, data, ack_id), [conn])
+        return len(conns)
+
+    def emit_frames(
+        self, frames: Any, to: Targets = None, skip_sid: Targets = None, namespace: str = "/"
+    ) -> int:
+        """``emit`` of a packet already encoded (what the codec's ``encode`` returned),
+        as another worker of a cluster sends it; 0 for an unknown namespace."""
+        nsp = self.namespaces.get(namespace)
+        if nsp is None:
             return 0
-        ack_id = conn.session.expect_ack(callback) if callback is not None else None
-        conn.send_frames(codec.encode(EVENT, namespace, data, ack_id))
-        return 1
+        conns = nsp.rooms.reach(nsp.sockets, _names(to), _names(skip_sid) or ())
+        if conns:
+            self.delivery.send(frames, conns)
+        return len(conns)
+
+    def sent(self) -> Any:
+        """An awaitable that resolves once everything emitted so far has been handed
+        to its sockets (None when it already has)."""
+        return self.delivery.sent()
+
+    # -- rooms ----------------------------------------------------------------
+
+    def enter_room(self, sid: str, room: str, namespace: str = "/") -> bool:
+        """Put a socket in a room; False if it is not connected to the namespace."""
+        nsp = self.namespaces.get(namespace)
+        conn = nsp.sockets.get(sid) if nsp is not None else None
+        if conn is None or nsp is None:
+            return False
+        if room != sid:  # its own room it is always in
+            nsp.rooms.enter(sid, conn, room)
+        return True
+
+    def leave_room(self, sid: str, room: str, namespace: str = "/") -> bool:
+        """Take a socket out of a room; False if it was not in it."""
+        nsp = self.namespaces.get(namespace)
+        return nsp is not None and nsp.rooms.leave(sid, room)
+
+    def close_room(self, room: str, namespace: str = "/") -> list[str]:
+        """Take every socket out of a room; their sids."""
+        nsp = self.namespaces.get(namespace)
+        return nsp.rooms.close(room) if nsp is not None else []
+
+    def rooms(self, sid: str, namespace: str = "/") -> list[str]:
+        """The rooms of a socket, its own first (and, while its disconnect handler
+        runs, those it was in); [] if it is not connected."""
+        nsp = self.namespaces.get(namespace)
+        if nsp is None:
+            return []
+        if sid in nsp.sockets:
+            return [sid, *nsp.rooms.of(sid)]
+        leaving = nsp.leaving.get(sid)
+        return [sid, *leaving] if leaving is not None else []
+
+    def transport(self, sid: str, namespace: str = "/") -> str | None:
+        """``"websocket"`` or ``"polling"``: how the socket's connection carries it now."""
+        nsp = self.namespaces.get(namespace)
+        conn = nsp.sockets.get(sid) if nsp is not None else None
+        if conn is None:
+            return None
+        return "websocket" if conn.transport is not None else "polling"
 
     async def call(
         self, event: str, *args: Any, to: str, namespace: str = "/", timeout: float = 60.0
@@ -259,11 +346,14 @@ class Server(Endpoint):
     def _event(self, conn: Any, packet: Any) -> None:
         namespace = packet.namespace
         data = packet.data
-        handler = self.namespaces[namespace].handlers.get(data[0])
-        if handler is None:
-            self.stats.ignored += 1
-            return
+        nsp = self.namespaces[namespace]
+        handler = nsp.handlers.get(data[0])
         sid = conn.session.namespaces[namespace]
+        if handler is None:
+            if nsp.fallback is None:
+                self.stats.ignored += 1
+                return
+            handler = partial(nsp.fallback, data[0])  # ``fallback(event, sid, *args)``
         if data[0] in self.namespaces[namespace].takes_ack:
             ack_id = packet.id
             ack = None if ack_id is None else lambda *args: self._ack(conn, namespace, ack_id, args)
@@ -328,11 +418,13 @@ class Server(Endpoint):
     def _decided(self, conn: Any, nsp: Namespace, sid: str, result: Any) -> None:
         if conn.closed:
             nsp.sockets.pop(sid, None)
+            nsp.rooms.leave_all(sid)
             return
         if result is False:
             result = ConnectionRefused("Connection refused")
         if isinstance(result, ConnectionRefused):
             nsp.sockets.pop(sid, None)
+            nsp.rooms.leave_all(sid)
             conn.held = None
             conn.send_text(codec.encode(CONNECT_ERROR, nsp.name, result.payload()))
             return
@@ -349,9 +441,29 @@ class Server(Endpoint):
         if sid is None or nsp.sockets.pop(sid, None) is None:
             return
         nsp.remove_member(sid)
+        rooms = nsp.rooms.leave_all(sid)
         handler = nsp.handlers.get("disconnect")
-        if handler is not None:
-            self._spawn_if_coroutine(self.run_handler(handler, sid, reason))
+        if handler is None:
+            return
+        # Its rooms stay readable (``rooms(sid)``) until the handler has returned.
+        nsp.leaving[sid] = rooms
+        result = self.run_handler(handler, sid, reason)
+        if iscoroutine(result):
+            self._spawn(
+                result,
+                lambda _: self._forget_leaving(nsp, sid),
+                lambda exc: self._gone(nsp, sid, exc),
+            )
+        else:
+            nsp.leaving.pop(sid, None)
+
+    def _forget_leaving(self, nsp: Namespace, sid: str) -> None:
+        nsp.leaving.pop(sid, None)
+
+    def _gone(self, nsp: Namespace, sid: str, exc: BaseException) -> None:
+        nsp.leaving.pop(sid, None)
+        self.stats.handler_errors += 1
+        log.error("disconnect handler raised", exc_info=exc)
 
     # -- running handlers -----------------------------------------------------
 
@@ -383,3 +495,10 @@ class Server(Endpoint):
                 on_result(task.result())
 
         task.add_done_callback(finished)
+
+
+def _names(targets: Targets) -> Iterable[str] | None:
+    """A sid, a room or several as an iterable of names (None stays None)."""
+    if targets is None or isinstance(targets, str):
+        return None if targets is None else (targets,)
+    return targets
