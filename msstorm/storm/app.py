@@ -359,9 +359,13 @@ class Storm:
         message = {"t": "broadcast", "op": op.id, "origin": self.tag}
         answers = [self._ask(tag, dict(message)) for tag in workers]
         op.planned[self.tag] = self._broadcast_here(op.id, self.tag)
+        held = {tag: self.membership.peers[tag].clients for tag in workers}
         for tag, outcome in zip(workers, await _settle(answers), strict=True):
             if isinstance(outcome, BaseException):
-                op.gone.add(tag)  # it did not answer: none of its clients was poked
+                # It did not answer: its clients, as its last beat counted them when
+                # the monitor asked, are expected all the same, and lost.
+                op.planned[tag] = held[tag]
+                op.gone.add(tag)
             else:
                 op.planned[tag] = outcome[0]["n"]
         op.expected = sum(op.planned.values())
@@ -398,6 +402,8 @@ class Storm:
 
     def _broadcast_here(self, op_id: str, origin: str) -> int:
         """Poke every client of this worker for a broadcast; how many."""
+        if op_id in self._ended:
+            return 0  # asked too late (this worker was stalled): the broadcast is over
         sockets = self.clients.sockets
         shard = BroadcastShard(op_id, origin, self.tag, list(sockets))
         self.shards[shard.key] = shard
