@@ -164,9 +164,7 @@ class Lab:
         if os.geteuid() != 0:
             raise LabError("the machines lab needs root (network namespaces, veths, a bridge)")
         for program in ("ip", "redis-server", "haproxy"):
-            if not any(
-                (Path(d) / program).exists() for d in os.environ.get("PATH", "").split(":")
-            ):
+            if not any((Path(d) / program).exists() for d in os.environ.get("PATH", "").split(":")):
                 raise LabError(f"the machines lab needs {program} (`make system-deps`)")
         self._lock = open(LOCK, "w")  # noqa: SIM115 - held until down()
         try:
@@ -330,9 +328,7 @@ class Lab:
         config = self.logs / "haproxy.cfg"
         config.write_text(haproxy_config(self.nodes, lb.address, str(socket_path)))
         self.spawn("lb", ["haproxy", "-db", "-f", str(config)], "haproxy")
-        wait_for(
-            lambda: set(self.lb_state().values()) == {"UP"}, 20, "HAProxy with every node UP"
-        )
+        wait_for(lambda: set(self.lb_state().values()) == {"UP"}, 20, "HAProxy with every node UP")
 
     def lb_state(self) -> dict[str, str]:
         """Each node's state as HAProxy sees it: "UP", "DOWN"..."""
