@@ -388,27 +388,27 @@ class Lab:
     def clients(self) -> int:
         return sum(self.swarm_conns.values())
 
+    def monitor_argv(self, *args: str, node: int = 0) -> list[str]:
+        """``msstorm-monitor ARGS`` on the monitor machine, talking to a node."""
+        return [
+            "ip",
+            "netns",
+            "exec",
+            self.machines["mon"].netns,
+            sys.executable,
+            "-m",
+            "msstorm.monitor",
+            "--url",
+            self.nodes[node].url,
+            "--token",
+            TOKEN,
+            *args,
+        ]
+
     def monitor(self, *args: str, node: int = 0, timeout: float = 120) -> tuple[int, str]:
-        """``msstorm-monitor ARGS`` on the monitor machine, talking to a node; its exit
-        status and stdout."""
+        """Run ``msstorm-monitor ARGS`` to its end: its exit status and stdout."""
         done = subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                self.machines["mon"].netns,
-                sys.executable,
-                "-m",
-                "msstorm.monitor",
-                "--url",
-                self.nodes[node].url,
-                "--token",
-                TOKEN,
-                *args,
-            ],
-            capture_output=True,
-            timeout=timeout,
-            check=False,
+            self.monitor_argv(*args, node=node), capture_output=True, timeout=timeout, check=False
         )
         return done.returncode, done.stdout.decode()
 
