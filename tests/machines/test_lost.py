@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import SWARM
 from lab import TOKEN, Lab, wait_for
 from stormkit import Clients, Monitor
 
@@ -32,11 +31,11 @@ async def monitor(lab: Lab) -> AsyncIterator[Monitor]:
 
 async def whole_broadcast(lab: Lab, monitor: Monitor) -> None:
     """The cluster whole again, and a broadcast with every answer."""
-    await asyncio.to_thread(lab.whole, 2 * SWARM, 60)
+    await asyncio.to_thread(lab.whole, lab.clients, 60)
     ack = await monitor.initiate({"type": "broadcast"})
-    assert ack["expected"] == 2 * SWARM
+    assert ack["expected"] == lab.clients
     status = await monitor.status_of(ack["op"], timeout=20)
-    assert (status["summary"]["received"], status["summary"]["lost"]) == (2 * SWARM, 0)
+    assert (status["summary"]["received"], status["summary"]["lost"]) == (lab.clients, 0)
     assert "workersLost" not in status
 
 
@@ -45,7 +44,7 @@ async def test_a_server_machine_cut_mid_broadcast(lab: Lab, monitor: Monitor) ->
     silent = Clients(n3.url)  # poked, never answering: the broadcast is still running
     for pokee in await silent.pokees_(20):
         pokee.answering = False
-    total = 2 * SWARM + 20
+    total = lab.clients + 20
     try:
         await asyncio.to_thread(lab.whole, total)
         held = lab.per_node()["N3"]  # the silent ones with them
@@ -81,11 +80,11 @@ async def test_a_server_machine_that_stops_answering_as_a_broadcast_starts(
     lab.freeze("n3")
     try:
         ack = await monitor.initiate({"type": "broadcast"})
-        assert ack["expected"] == 2 * SWARM
+        assert ack["expected"] == lab.clients
         status = await monitor.status_of(ack["op"], timeout=20)
         summary = status["summary"]
         assert status["done"] and "timedOut" not in status
-        assert (summary["received"], summary["lost"]) == (2 * SWARM - held, held)
+        assert (summary["received"], summary["lost"]) == (lab.clients - held, held)
         assert status["workersLost"] == sorted(n3.tags)
     finally:
         lab.thaw("n3")
@@ -120,7 +119,7 @@ async def test_redis_killed_and_restarted_mid_storm(lab: Lab, monitor: Monitor) 
         if summary["lost"]:
             assert op["workersLost"], op  # never lost without saying whose
         lost_workers.update(op.get("workersLost", []))
-    assert operations[0]["summary"]["expected"] == 2 * SWARM  # before the kill: whole
+    assert operations[0]["summary"]["expected"] == lab.clients  # before the kill: whole
     assert lost_workers  # the kill cut the origin off from the others mid-run
     origin = operations[0]["op"][:4]
     all_tags = {tag for node in lab.nodes for tag in node.tags}
@@ -131,17 +130,18 @@ async def test_redis_killed_and_restarted_mid_storm(lab: Lab, monitor: Monitor) 
 async def test_a_swarm_machine_cut_off(lab: Lab, monitor: Monitor) -> None:
     """Its clients are lost at the heartbeat timeout; the other swarm's all answer, no
     worker is lost, and the cluster holds the rest."""
+    kept, cut = lab.swarm_conns["s1"], lab.swarm_conns["s2"]
     lab.cut("s2")
     ack = await monitor.initiate({"type": "broadcast"})
-    assert ack["expected"] == 2 * SWARM
+    assert ack["expected"] == lab.clients
     status = await monitor.status_of(ack["op"], timeout=20)
     summary = status["summary"]
     assert status["done"] and "timedOut" not in status and "workersLost" not in status
-    assert (summary["received"], summary["lost"]) == (SWARM, SWARM)
+    assert (summary["received"], summary["lost"]) == (kept, cut)
     # The last pong may have come just before the cut: a ping interval and its timeout.
     assert summary["elapsedMs"] < 2 * HEARTBEAT_MS
-    await asyncio.to_thread(lab.whole, SWARM)  # every node: every worker, s1's clients
+    await asyncio.to_thread(lab.whole, kept)  # every node: every worker, s1's clients
     ack = await monitor.initiate({"type": "broadcast"})
     status = await monitor.status_of(ack["op"], timeout=20)
-    assert (status["summary"]["expected"], status["summary"]["lost"]) == (SWARM, 0)
+    assert (status["summary"]["expected"], status["summary"]["lost"]) == (kept, 0)
     lab.mend("s2")

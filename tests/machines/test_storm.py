@@ -10,7 +10,6 @@ from collections import Counter
 from typing import Any
 
 import socketio
-from conftest import SWARM
 from lab import TOKEN, Lab
 from stormkit import Monitor, answer_to
 
@@ -21,7 +20,7 @@ def run(lab: Lab, scenario: str, *options: str) -> tuple[int, dict[str, Any]]:
 
 
 def test_a_storm_across_the_machines(lab: Lab) -> None:
-    clients = 2 * SWARM
+    clients = lab.clients
     spread = lab.per_node()
     assert all(n > clients // 6 for n in spread.values()), spread  # the balancer spread them
     code, document = run(lab, "unicast*5, broadcast*3, tree:1024*2", "--details")
@@ -101,7 +100,7 @@ async def test_default_transport_clients_through_the_balancer(lab: Lab) -> None:
         assert {p.sio.transport() for p in pokees[0::3]} == {"polling"}
         nodes = Counter(p.sio.get_sid()[:2] for p in pokees)
         assert set(nodes) == {"N1", "N2", "N3"}, nodes
-        total = 2 * SWARM + len(pokees)
+        total = lab.clients + len(pokees)
         await asyncio.to_thread(lab.whole, total)
         await monitor.sio.connect(
             lab.nodes[1].url,
