@@ -7,14 +7,15 @@ PEER_NODE_DIR := bench/peers/node_socketio
 STAMP := $(VENV)/.installed
 SOURCES := $(shell find msstorm -name '*.pyx' -o -name '*.pxd' -o -name '*.py' | grep -v __pycache__)
 
-.PHONY: help storm server build wheel test test-fast lint format bench fuzz clean node-deps system-deps
+.PHONY: help storm server build wheel test test-fast lint format bench fuzz clean node-deps system-deps machines
 
 help:
 	@echo "make storm     a whole storm here: server, 10,000 clients, a scenario, the report"
 	@echo "make server    build, then run msstorm-server on 127.0.0.1:3000 (ARGS=... for options)"
 	@echo "make build     compile the Cython extensions into a virtual environment ($(VENV))"
 	@echo "make test      install everything the tests need, then run them all"
-	@echo "make system-deps  check the programs the tests need (redis-server, node, npm)"
+	@echo "make system-deps  check the programs the tests need (redis-server, haproxy, ip, node, npm)"
+	@echo "make machines  (root) a storm across simulated machines: Redis, 3 nodes, HAProxy, swarms"
 	@echo "make test-fast the protocol tests only (no sockets)"
 	@echo "make lint      ruff, mypy --strict, cython-lint"
 	@echo "make bench     the quick benchmarks, a few minutes (results in bench/results/);"
@@ -52,10 +53,16 @@ $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
 $(PEER_NODE_DIR)/node_modules/.package-lock.json: $(PEER_NODE_DIR)/package-lock.json
 	cd $(PEER_NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 
-# What the tests need from the system (redis-server, node, npm): redis-server installed
-# when missing as root with apt-get; otherwise what is missing is named, with how to get it.
+# What the tests need from the system (redis-server, haproxy, ip, node, npm): the first
+# three installed when missing as root with apt-get; otherwise what is missing is named,
+# with how to get it.
 system-deps:
 	@$(SHELL) tools/system-deps.sh
+
+# The machines lab (bench/lab.py, as root): one network namespace per machine, a storm
+# across them, and its figures against one node (bench/results/machines.md).
+machines: build
+	$(BIN)/python bench/run_machines.py $(ARGS)
 
 test: system-deps build node-deps
 	$(BIN)/python -m pytest -q

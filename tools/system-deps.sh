@@ -1,9 +1,10 @@
 #!/bin/sh
 # The programs `make test` needs from the system rather than from pip or npm:
-# redis-server (the cluster tests start a real one), node and npm (the interop tests
-# run socket.io's own client and server). redis-server is installed here only as
-# root on a system with apt-get; otherwise what is missing is named, with how to
-# get it, and the exit status is 1.
+# redis-server (the cluster tests start a real one), haproxy and ip (the machines
+# lab puts HAProxy in front of nodes in network namespaces), node and npm (the
+# interop tests run socket.io's own client and server). redis-server, haproxy and
+# ip are installed here only as root on a system with apt-get; otherwise what is
+# missing is named, with how to get it, and the exit status is 1.
 set -u
 
 missing() {
@@ -12,13 +13,26 @@ missing() {
 	done
 }
 
-if [ -n "$(missing redis-server)" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
+package() {
+	case "$1" in
+	ip) echo iproute2 ;;
+	*) echo "$1" ;;
+	esac
+}
+
+installable=$(missing redis-server haproxy ip)
+if [ -n "$installable" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
 then
-	echo "installing redis-server (Debian package) for the cluster tests"
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+	packages=""
+	for program in $installable; do
+		packages="$packages $(package "$program")"
+	done
+	echo "installing$packages (Debian packages) for the cluster and machines tests"
+	# shellcheck disable=SC2086 # one word per package
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages
 fi
 
-absent=$(missing redis-server node npm)
+absent=$(missing redis-server haproxy ip node npm)
 [ -z "$absent" ] && exit 0
 absent=${absent% }
 
@@ -29,6 +43,14 @@ absent=${absent% }
 		printf '  redis-server: the cluster tests start a real Redis\n'
 		printf '    Debian/Ubuntu: sudo apt-get install redis-server\n'
 		printf '    macOS: brew install redis    Fedora: sudo dnf install redis\n'
+		;;
+	esac
+	case " $absent " in
+	*" haproxy "* | *" ip "*)
+		printf '  haproxy, ip: the machines tests put HAProxy in front of nodes, each in its\n'
+		printf '  own network namespace (Linux, as root)\n'
+		printf '    Debian/Ubuntu: sudo apt-get install haproxy iproute2\n'
+		printf '    Fedora: sudo dnf install haproxy iproute\n'
 		;;
 	esac
 	case " $absent " in

@@ -375,6 +375,9 @@ async def run_operations(
             )
     elif results:
         out.text(_table(results, is_run))
+        lost = report.losses(results)
+        if lost:
+            out.text(lost)
         depths = report.depth_tables(results)
         if depths:
             out.text("\n" + depths)

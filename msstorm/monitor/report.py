@@ -82,6 +82,16 @@ def operations_table(results: Sequence[OpResult], total: Totals | None = None) -
     return render(rows, LEFT)
 
 
+def losses(results: Sequence[OpResult]) -> str:
+    """Which workers (their first two characters name their node) an operation lost."""
+    lines = [
+        f"{r.op}: lost the workers {', '.join(r.status['workersLost'])}"
+        for r in results
+        if r.status.get("workersLost")
+    ]
+    return "\n".join(lines)
+
+
 def depth_tables(results: Sequence[OpResult]) -> str:
     """RTT and pingDelay by depth for each kind of tree (one table per tree size)."""
     groups: dict[str, list[OpResult]] = {}
@@ -124,6 +134,8 @@ def op_json(result: OpResult, details: bool = False) -> dict[str, Any]:
         document["treeLeaves"] = result.tree_leaves
     if result.client_id is not None:
         document["clientId"] = result.client_id
+    if result.status.get("workersLost"):
+        document["workersLost"] = result.status["workersLost"]
     document["summary"] = result.summary
     if details:
         document[result.kind] = result.detail

@@ -108,6 +108,7 @@ class Storm:
         self._asked: dict[int, asyncio.Future[tuple[dict[str, Any], bytes]]] = {}
         self._next_question = 0
         self._dirty: set[Shard] = set()
+        self._departed: set[str] = set()  # clients gone since the last tick, while pokes ran
         self._spawns: dict[str, list[list[Any]]] = {}
         self._flush_due = False
         self._timers: list[asyncio.TimerHandle] = []
@@ -119,6 +120,7 @@ class Storm:
         self._retired = [0, 0]  # pokes sent, answers received
 
         server.on("pokeBack", self.poke_back, namespace=CLIENTS)
+        server.on("disconnect", self.client_left, namespace=CLIENTS)
         server.on("connect", self.monitor_connect, namespace=MONITOR)
         server.on("initiatePoke", self.initiate_poke, namespace=MONITOR)
         server.on("statusRequest", self.status_request, namespace=MONITOR, takes_ack=True)
@@ -359,9 +361,13 @@ class Storm:
         message = {"t": "broadcast", "op": op.id, "origin": self.tag}
         answers = [self._ask(tag, dict(message)) for tag in workers]
         op.planned[self.tag] = self._broadcast_here(op.id, self.tag)
+        held = {tag: self.membership.peers[tag].clients for tag in workers}
         for tag, outcome in zip(workers, await _settle(answers), strict=True):
             if isinstance(outcome, BaseException):
-                op.gone.add(tag)  # it did not answer: none of its clients was poked
+                # It did not answer: its clients, as its last beat counted them when
+                # the monitor asked, are expected all the same, and lost.
+                op.planned[tag] = held[tag]
+                op.gone.add(tag)
             else:
                 op.planned[tag] = outcome[0]["n"]
         op.expected = sum(op.planned.values())
@@ -398,6 +404,8 @@ class Storm:
 
     def _broadcast_here(self, op_id: str, origin: str) -> int:
         """Poke every client of this worker for a broadcast; how many."""
+        if op_id in self._ended:
+            return 0  # asked too late (this worker was stalled): the broadcast is over
         sockets = self.clients.sockets
         shard = BroadcastShard(op_id, origin, self.tag, list(sockets))
         self.shards[shard.key] = shard
@@ -517,6 +525,12 @@ class Storm:
                 worker, [shard.op_id, shard.origin, "tree", shard.leaves, depth + 1, parent, None]
             )
 
+    def client_left(self, sid: str, reason: str) -> None:
+        """Its pokes still waiting are lost; counted on the next tick, in one pass per
+        shard for every client that left meanwhile (a swarm machine lost at once)."""
+        if self.shards:
+            self._departed.add(sid)
+
     def _broken(self, sid: str, why: str) -> None:
         self._counts["malformed pokeBacks"] += 1
         log.debug("closing client %s: %s", sid, why)
@@ -552,6 +566,10 @@ class Storm:
             self.bus.send(shard.origin, {"t": "progress", "op": shard.op_id, "c": list(counts)})
 
     def _tick(self) -> None:
+        if self._departed:
+            departed, self._departed = self._departed, set()
+            for shard in self.shards.values():
+                shard.forsake(departed)
         for shard in list(self.shards.values()):
             self._report(shard)
         self._timers.append(asyncio.get_running_loop().call_later(PROGRESS_EVERY, self._tick))

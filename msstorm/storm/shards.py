@@ -40,11 +40,23 @@ class Shard:
         self.table: PokeTableAPI = PokeTable(capacity)
         self.targets: list[str] = []  # the sid each slot's poke went to
         self.reported: tuple[int, int, int] = (0, 0, 0)
+        self.forsaken = 0  # pokes sent to clients that left before answering
 
     @property
     def lost(self) -> int:
         """Pokes of this shard that will never be answered, known so far."""
-        return self.table.unsent
+        return self.table.unsent + self.forsaken
+
+    def forsake(self, departed: set[str]) -> None:
+        """Count as lost the pokes still waiting on clients that have left (an answer
+        comes back on its poke's connection, and a sid is never used again)."""
+        table = self.table
+        for index, sid in enumerate(self.targets):
+            if sid in departed and table.is_pending(index):
+                self._forsake(index)
+
+    def _forsake(self, index: int) -> None:
+        self.forsaken += 1
 
     def counts(self) -> tuple[int, int, int]:
         """(pokes sent, answers received, lost) as the origin counts them."""
@@ -99,6 +111,9 @@ class TreeShard(Shard):
     @property
     def lost(self) -> int:
         return self.unreachable
+
+    def _forsake(self, index: int) -> None:
+        self.unreachable += self.subtree(self.depths[index])  # it and all below it
 
     def leaves_at(self, depth: int) -> int:
         return self.leaves >> depth

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 
 from nodes import Node, Redis, free_port
 from stormkit import Clients
@@ -70,5 +71,36 @@ async def test_two_instances_over_redis(nodes: list[Node], redis: Redis) -> None
     finally:
         for monitor in monitors:
             await monitor.close()
+        at_a.close()
+        at_b.close()
+
+
+async def test_an_instance_that_stops_answering_as_a_broadcast_starts(
+    nodes: list[Node], redis: Redis
+) -> None:
+    """Its clients, as the cluster held them when the monitor asked, are in the ack's
+    ``expected``; the final status counts them lost and names its worker."""
+    options = ("--workers", "1", "--bus", redis.url, "--op-timeout", "20")
+    a = Node(free_port(), *options, "--node-id", "Aa")
+    b = Node(free_port(), *options, "--node-id", "Bb")
+    nodes += [a, b]
+    for node in (a, b):
+        await node.until(lambda h: h["cluster"]["workers"] == 2, what="both instances")
+    at_a, at_b = Clients(a.url), Clients(b.url)
+    await at_a.pokees_(30)
+    await at_b.pokees_(20)
+    await a.until(lambda h: h["cluster"]["clients"] == 50, what="50 clients in A's view")
+    monitor = await at_a.monitor()
+    try:
+        b.process.send_signal(signal.SIGSTOP)
+        ack = await monitor.initiate({"type": "broadcast"})
+        assert ack["expected"] == 50
+        status = await monitor.status_of(ack["op"])
+        summary = status["summary"]
+        assert (summary["received"], summary["lost"]) == (30, 20)
+        assert status["workersLost"] == ["BbAA"] and "timedOut" not in status
+    finally:
+        b.process.send_signal(signal.SIGCONT)
+        await monitor.close()
         at_a.close()
         at_b.close()
