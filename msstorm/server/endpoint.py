@@ -12,10 +12,9 @@ import logging
 from abc import ABC, abstractmethod
 from typing import Any
 
-from msstorm._fastpath import Traffic
+from msstorm._fastpath import EngineSession, Traffic
 from msstorm.protocol.engineio import Config, open_packet
 from msstorm.protocol.errors import CLOSE_POLICY_VIOLATION, ProtocolError
-from msstorm.protocol.session import EngineSession
 
 from .heartbeat import Heartbeat
 from .ids import new_sid

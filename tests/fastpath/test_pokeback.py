@@ -10,12 +10,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from msstorm._fastpath import connection, connection_c, pokeback, pokeback_c, rtt, rtt_c
+from msstorm._fastpath import connection, connection_c, pokeback, pokeback_c, rtt, rtt_c, session_c
+from msstorm.protocol import session
+from msstorm.protocol.engineio import Config
 
 TWINS = [
     (pokeback, connection, rtt),
     (pokeback_c, connection_c, rtt_c),
 ]
+
+
+def joined(connection_module: Any, namespaces: dict[str, str]) -> Any:
+    """A session of the connection's own twin that has joined ``namespaces``."""
+    twin = session_c if connection_module is connection_c else session
+    joined = twin.SocketSession("eio-sid", Config(), 0.0)
+    joined.namespaces = namespaces
+    return joined
 
 
 class Harness:
@@ -35,7 +45,8 @@ class Harness:
         self.conn = connection_module.Connection(
             SimpleNamespace(traffic=connection_module.Traffic())
         )
-        self.conn.session = SimpleNamespace(namespaces={"/": "sid-1"})
+        self.connection_module = connection_module
+        self.conn.session = joined(connection_module, {"/": "sid-1"})
 
     def feed(self, frame: bytes) -> bool:
         return bool(self.tap.feed(self.conn, frame))
@@ -123,7 +134,7 @@ def test_anything_unusual_is_left_to_the_generic_path(harness: Harness, text: by
 
 
 def test_a_client_not_joined_is_left_alone(harness: Harness) -> None:
-    harness.conn.session = SimpleNamespace(namespaces={})
+    harness.conn.session = joined(harness.connection_module, {})
     assert not harness.feed(frame({"id": "op1.00000001", "delay": 1, "serverTs": 1}))
 
 
@@ -181,7 +192,7 @@ def test_twins_agree_on_well_formed_answers(
     results = []
     for twins in TWINS:
         h = Harness(twins, grows=True)
-        h.conn.session = SimpleNamespace(namespaces={"/": sid})
+        h.conn.session = joined(h.connection_module, {"/": sid})
         results.append((h.feed(frame(answer)), h.state(), [(i, t) for _, i, t in h.after]))
     assert results[0] == results[1]
     assert results[0][0]  # a well-formed answer is always taken
