@@ -114,6 +114,7 @@ class Storm:
         self.listener: Any = None  # the listener serving self.server, once there is one
         self.draining = False  # shutting down: no new operation
         self._last_beat = time.monotonic()
+        self._pid = os.getpid()  # asked on every tree answer of a cluster: kept
         # What the shards of ended operations counted, for /metrics.
         self.rtt_history = Histogram()
         self._retired = [0, 0]  # pokes sent, answers received
@@ -382,7 +383,7 @@ class Storm:
         return bool(reply.get("yes"))
 
     def _count_self(self) -> None:
-        self.membership.update_self(len(self.clients.members), os.getpid(), {})
+        self.membership.update_self(len(self.clients.members), self._pid, {})
 
     def _cluster_clients(self) -> int:
         self._count_self()
