@@ -103,9 +103,13 @@ class Connection(picows.picows.WSListener):
             self._fragment(frame)
             return
         if msg_type == _TEXT:
-            self.receive(frame.get_payload_as_bytes(), False)
+            # An application's fast path may take the frame off picows's buffer, uncopied.
+            tap = self.app.tap
+            if tap is not None and self.session.partial is None and tap.take(self, frame):
+                return
+            self._decode(frame.get_payload_as_bytes(), False)
         elif msg_type == _BINARY:
-            self.receive(frame.get_payload_as_bytes(), True)
+            self._decode(frame.get_payload_as_bytes(), True)
 
     def on_ws_disconnected(self, transport: Any) -> None:
         self.closed = True
@@ -139,17 +143,18 @@ class Connection(picows.picows.WSListener):
     # -- frames in ------------------------------------------------------------
 
     def receive(self, data: bytes, binary: bool) -> None:
-        """One whole WebSocket message: through the session, then to the app."""
+        """One whole message: through the session, then to the app."""
+        if not binary:
+            # An application's fast path may take the frame before it is decoded.
+            tap = self.app.tap
+            if tap is not None and self.session.partial is None and tap.feed(self, data):
+                return
+        self._decode(data, binary)
+
+    def _decode(self, data: bytes, binary: bool) -> None:
         session = self.session
         try:
-            if binary:
-                event = session.receive_binary(data)
-            else:
-                # An application's fast path may take the frame before it is decoded.
-                tap = self.app.tap
-                if tap is not None and session.partial is None and tap.feed(self, data):
-                    return
-                event = session.receive_text(data)
+            event = session.receive_binary(data) if binary else session.receive_text(data)
             if event is None:
                 return
             if event is IGNORED:

@@ -30,6 +30,7 @@ cdef class Connection(picows.picows.WSListener):
     cpdef pause_writing(self)
     cpdef resume_writing(self)
     cpdef receive(self, bytes data, bint binary)
+    cdef _decode(self, bytes data, bint binary)
     cdef _fragment(self, WSFrame frame)
     cdef _refuse(self, object exc)
     cpdef send_text(self, bytes frame)

@@ -31,7 +31,8 @@ class Endpoint(ABC):
 
     session_class: type[EngineSession] = EngineSession
     # A fast path that sees text frames before they are decoded: an object whose
-    # ``feed(conn, frame)`` returns True when it took the frame (see Server.tap).
+    # ``feed(conn, frame)`` returns True when it took the frame (see Server.tap), and
+    # ``take(conn, ws_frame)`` the same for a WebSocket frame as picows received it.
     tap: Any = None
 
     def __init__(

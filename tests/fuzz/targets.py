@@ -12,6 +12,8 @@ import contextlib
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import picows.picows
+
 from msstorm import _fastpath
 from msstorm._fastpath import (
     connection,
@@ -115,6 +117,9 @@ def pokeback_frame(data: bytes, twin: str = "cython") -> None:
     conn.session.namespaces = {"/": "sid-1"}
     for frame in (data, b'42["pokeBack",' + data):
         result = tap.feed(conn, frame)
+        assert result in (True, False), result
+        ws_frame = picows.picows._make_test_ws_frame(picows.WSMsgType.TEXT, frame, True, False)
+        result = tap.take(conn, ws_frame)  # the same, read off picows's buffer
         assert result in (True, False), result
 
 
