@@ -29,6 +29,7 @@ MODULES = [
 # indexing (an IndexError, not a read past the end of a list).
 PURE_MODULES = [
     "msstorm/_fastpath/timers_c.py",
+    "msstorm/_fastpath/session_c.py",
     "msstorm/_fastpath/connection_c.py",
     "msstorm/_fastpath/swarm_client_c.py",
 ]

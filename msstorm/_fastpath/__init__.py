@@ -4,6 +4,7 @@ Every module here has a plain-Python twin with the same API:
 
     compiled        plain twin                     what
     codec_c         msstorm.protocol.packets       Socket.IO packet encode/decode
+    session_c       msstorm.protocol.session       the per-connection protocol state
     connection_c    connection                     the picows listener of a connection
     timers_c        timers                         the heartbeat timer wheel
     histogram_c     histogram                      log-linear histograms
@@ -22,13 +23,15 @@ from __future__ import annotations
 import importlib
 import os
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from msstorm.protocol import packets as _packets_py
-from msstorm.protocol.session import SocketSession
+from msstorm.protocol import session as _session_py
 
 __all__ = [
     "EXTENSIONS",
     "Connection",
+    "EngineSession",
     "Histogram",
     "PokeBackTap",
     "PokeFrame",
@@ -43,6 +46,7 @@ __all__ = [
     "poke_tree",
     "send_frame",
     "send_pokes",
+    "serve_due",
 ]
 
 EXTENSIONS = os.environ.get("MSSTORM_NO_EXTENSIONS", "").lower() not in ("1", "true", "yes")
@@ -73,6 +77,7 @@ def _pick(compiled_name: str, plain: str) -> ModuleType:
 # The chosen modules; private names, so that importing a twin by its own name
 # (``from msstorm._fastpath import timers``) always gets that twin.
 codec = _pick("codec_c", _packets_py.__name__)
+_session = _pick("session_c", _session_py.__name__)
 _timers = _pick("timers_c", f"{__name__}.timers")
 _connection = _pick("connection_c", f"{__name__}.connection")
 _histogram = _pick("histogram_c", f"{__name__}.histogram")
@@ -83,7 +88,15 @@ _pokeback = _pick("pokeback_c", f"{__name__}.pokeback")
 _swarm_client = _pick("swarm_client_c", f"{__name__}.swarm_client")
 
 
-class Session(SocketSession):
+if TYPE_CHECKING:  # both twins have the plain one's API
+    from msstorm.protocol.session import EngineSession
+    from msstorm.protocol.session import SocketSession as _SocketSession
+else:
+    EngineSession = _session.EngineSession
+    _SocketSession = _session.SocketSession
+
+
+class Session(_SocketSession):
     """The Socket.IO session bound to the chosen codec."""
 
     __slots__ = ()
@@ -93,6 +106,7 @@ class Session(SocketSession):
 
 TimerWheel = _timers.TimerWheel
 Connection = _connection.Connection
+serve_due = _connection.serve_due
 Traffic = _connection.Traffic
 Histogram = _histogram.Histogram
 PokeTable = _rtt.PokeTable

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import picows.picows
 from picows import WSCloseCode, WSMsgType
 
+from msstorm._fastpath.wire import HEADROOM, SHARED_UP_TO
 from msstorm._fastpath.wire import disconnection as _disconnection
 from msstorm._fastpath.wire import lean as _lean
-from msstorm._fastpath.wire import send as _send
+from msstorm._fastpath.wire import outgoing as _outgoing
 from msstorm._fastpath.wire import trim as _trim
 from msstorm.protocol.errors import PayloadTooLarge, ProtocolError
 from msstorm.protocol.session import (
@@ -102,9 +103,13 @@ class Connection(picows.picows.WSListener):
             self._fragment(frame)
             return
         if msg_type == _TEXT:
-            self.receive(frame.get_payload_as_bytes(), False)
+            # An application's fast path may take the frame off picows's buffer, uncopied.
+            tap = self.app.tap
+            if tap is not None and self.session.partial is None and tap.take(self, frame):
+                return
+            self._decode(frame.get_payload_as_bytes(), False)
         elif msg_type == _BINARY:
-            self.receive(frame.get_payload_as_bytes(), True)
+            self._decode(frame.get_payload_as_bytes(), True)
 
     def on_ws_disconnected(self, transport: Any) -> None:
         self.closed = True
@@ -138,17 +143,18 @@ class Connection(picows.picows.WSListener):
     # -- frames in ------------------------------------------------------------
 
     def receive(self, data: bytes, binary: bool) -> None:
-        """One whole WebSocket message: through the session, then to the app."""
+        """One whole message: through the session, then to the app."""
+        if not binary:
+            # An application's fast path may take the frame before it is decoded.
+            tap = self.app.tap
+            if tap is not None and self.session.partial is None and tap.feed(self, data):
+                return
+        self._decode(data, binary)
+
+    def _decode(self, data: bytes, binary: bool) -> None:
         session = self.session
         try:
-            if binary:
-                event = session.receive_binary(data)
-            else:
-                # An application's fast path may take the frame before it is decoded.
-                tap = self.app.tap
-                if tap is not None and session.partial is None and tap.feed(self, data):
-                    return
-                event = session.receive_text(data)
+            event = session.receive_binary(data) if binary else session.receive_text(data)
             if event is None:
                 return
             if event is IGNORED:
@@ -194,7 +200,7 @@ class Connection(picows.picows.WSListener):
         elif not self.closed and (not self.paused or self._room()):
             self.traffic.frames_out += 1
             self.traffic.bytes_out += len(frame)
-            _send(self.transport, _TEXT, frame)
+            self._write(_TEXT, frame)
 
     def send_binary(self, frame: bytes) -> None:
         if self.held is not None:
@@ -202,7 +208,16 @@ class Connection(picows.picows.WSListener):
         elif not self.closed and (not self.paused or self._room()):
             self.traffic.frames_out += 1
             self.traffic.bytes_out += len(frame)
-            _send(self.transport, _BINARY, frame)
+            self._write(_BINARY, frame)
+
+    def _write(self, kind: Any, frame: bytes) -> None:
+        """``wire.send`` without a Python call: through the process's shared buffer, so
+        that picows's own write buffer does not grow to the largest frame sent."""
+        if len(frame) > SHARED_UP_TO:
+            self.transport.send(kind, frame)
+        else:
+            _outgoing[HEADROOM:] = frame
+            self.transport.send_reuse_external_bytearray(kind, _outgoing, HEADROOM)
 
     def _room(self) -> bool:
         """While paused: whether more may wait for this client; if not, it is dropped."""
@@ -276,7 +291,8 @@ class Connection(picows.picows.WSListener):
     # -- time -----------------------------------------------------------------
 
     def on_timer(self, wheel: Any, now: float) -> None:
-        """The heartbeat wheel hands the connection back once its deadline may have come."""
+        """The heartbeat wheel hands the connection back once its deadline may have come
+        (``serve_due``)."""
         session = self.session
         if self.closed or session is None:
             return
@@ -296,3 +312,24 @@ class Connection(picows.picows.WSListener):
             self.close(WSCloseCode.OK, "connect timeout")
             return
         wheel.schedule(self, session.deadline)
+
+
+def serve_due(wheel: Any, now: float, failed: Callable[[Any], None]) -> int:
+    """The heartbeat's tick: every item of ``wheel`` due by ``now`` acts (``on_timer``);
+    ``failed(item)`` for one that raised, so that one broken item stops nobody else's
+    heartbeat. How many items were due.
+
+    Compiled, the loop over the due connections makes no Python call: the wheel, the
+    connection and its session are typed, and so is the ping's send.
+    """
+    due = wheel.advance(now)
+    for item in due:
+        try:
+            if isinstance(item, Connection):
+                connection = item
+                connection.on_timer(wheel, now)
+            else:  # a long-polling request or an HTTP connection's own deadline
+                item.on_timer(wheel, now)
+        except Exception:
+            failed(item)
+    return len(due)

@@ -1,6 +1,9 @@
+cimport cython
 # Types for connection_c.py, the compiled twin of connection.py (a symbolic link to it).
 cimport picows.picows
 from picows.picows cimport WSTransport, WSFrame
+from msstorm._fastpath.session_c cimport EngineSession
+from msstorm._fastpath.timers_c cimport TimerWheel
 
 cdef class Traffic:
     cdef public unsigned long long frames_in
@@ -12,7 +15,7 @@ cdef class Connection(picows.picows.WSListener):
     cdef public object app
     cdef public Traffic traffic
     cdef public WSTransport transport
-    cdef public object session
+    cdef public EngineSession session
     cdef public bint closed
     cdef public object close_reason
     cdef object fragments
@@ -27,10 +30,12 @@ cdef class Connection(picows.picows.WSListener):
     cpdef pause_writing(self)
     cpdef resume_writing(self)
     cpdef receive(self, bytes data, bint binary)
+    cdef _decode(self, bytes data, bint binary)
     cdef _fragment(self, WSFrame frame)
     cdef _refuse(self, object exc)
     cpdef send_text(self, bytes frame)
     cpdef send_binary(self, bytes frame)
+    cdef _write(self, object kind, bytes frame)
     cdef bint _room(self) except -1
     cpdef abort(self, str reason)
     cdef bint _closing(self, str reason) except -1
@@ -38,4 +43,12 @@ cdef class Connection(picows.picows.WSListener):
     cpdef hold(self)
     cpdef release(self)
     cpdef close(self, object code=*, str reason=*)
-    cpdef on_timer(self, object wheel, double now)
+    cpdef on_timer(self, TimerWheel wheel, double now)
+
+cdef bytearray _outgoing
+cdef Py_ssize_t HEADROOM
+cdef Py_ssize_t SHARED_UP_TO
+
+
+@cython.locals(connection=Connection, due=list)
+cpdef Py_ssize_t serve_due(TimerWheel wheel, double now, object failed) except -1

@@ -2,11 +2,14 @@
 
 Answers are the server's hottest input: one per recipient of every broadcast.
 A ``PokeBackTap`` sees each text frame of namespace ``/`` before the generic
-decoder does. A frame that is exactly ``42["pokeBack",{...}]`` with the
-contract's fields (``id``, ``delay``, ``serverTs``, ``treeLeaves``,
-``treeId``) is parsed without building Python objects for it and recorded by
-``record``; anything else returns False and takes the generic path, which
-validates it, refuses it if broken, and ends in the same ``record``.
+decoder does: a WebSocket frame as picows received it (``take``: compiled, the
+scanner reads picows's buffer, nothing is copied), a frame of a long-polling
+payload or of fragments as bytes (``feed``). A frame that is exactly
+``42["pokeBack",{...}]`` with the contract's fields (``id``, ``delay``,
+``serverTs``, ``treeLeaves``, ``treeId``) is parsed without building Python
+objects for it and recorded by ``record``; anything else returns False and
+takes the generic path, which validates it, refuses it if broken, and ends in
+the same ``record``.
 
 ``record`` does the bookkeeping of one answer: find the operation, check the
 poke went to this client, time it in the operation's table, and call the
@@ -85,6 +88,10 @@ class PokeBackTap:
             return True
         self.record(sid, op_id, int(slot, 16), float(delay), leaves, now)
         return True
+
+    def take(self, conn: Any, frame: Any) -> bool:
+        """``feed`` for a whole text frame of picows (the compiled twin reads it in place)."""
+        return self.feed(conn, frame.get_payload_as_bytes())
 
     def record(
         self, sid: str, op_id: str, index: int, delay: float, tree_leaves: int, now: float

@@ -13,6 +13,7 @@ from libc.stdlib cimport strtod
 from libc.string cimport memcmp
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
+from picows.picows cimport WSFrame
 from msstorm._fastpath.connection_c cimport Connection
 from msstorm._fastpath.rtt_c cimport PokeTable
 
@@ -118,8 +119,13 @@ cdef class PokeBackTap:
 
     cpdef bint feed(self, Connection conn, bytes frame) except -1:
         """Take the frame if it is a well-formed pokeBack of a joined client."""
-        cdef const char* p = PyBytes_AS_STRING(frame)
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(frame)
+        return self._scan(conn, PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame))
+
+    cpdef bint take(self, Connection conn, WSFrame frame) except -1:
+        """``feed`` for a whole text frame, read where picows received it: no copy."""
+        return self._scan(conn, frame.payload_ptr, frame.payload_size)
+
+    cdef bint _scan(self, Connection conn, const char* p, Py_ssize_t n) except -1:
         if n < _PREFIX_SIZE or memcmp(p, PyBytes_AS_STRING(_PREFIX), _PREFIX_SIZE) != 0:
             return False
         cdef double now = _monotonic()

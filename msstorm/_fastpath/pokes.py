@@ -10,17 +10,20 @@ recipient and hands the same buffer to the socket.
 
 ``grow_tree`` is the tree rule on a worker that holds every client: the answer
 to one poke makes two pokes to clients drawn at random, booked and sent in one
-call, once per tree answer.
+call, once per tree answer. The draws come from a small generator of their own
+(xorshift64*, ``below``), which the compiled twin runs in C; a tree keeps one
+frame per depth (``tree.frames``) and patches the parent's id into it
+(``reparent``) rather than writing a new frame for every answer.
 
 This is the plain-Python twin of ``pokes_c.pyx``: same frames, same table
-entries, the same draws from ``random``; the compiled loop makes no Python call
-per recipient.
+entries, the same draws from the same seed; the compiled loop makes no Python
+call per recipient.
 """
 
 from __future__ import annotations
 
 import math
-import random
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +32,28 @@ INDEX_WIDTH = 8
 TS_WIDTH = 17
 MAX_POKES = 16**INDEX_WIDTH
 MAX_TS_MS = 1e13 - 0.0005  # 13 digits before the point
+_MASK = (1 << 64) - 1
+_MULTIPLIER = 0x2545F4914F6CDD1D
+_UNIT = 1.0 / 9007199254740992.0  # 2**-53
+_state = int.from_bytes(os.urandom(8), "little") | 1
+
+
+def seed(value: int) -> None:
+    """Start the draws over from ``value`` (both twins then draw alike)."""
+    global _state
+    _state = (value & _MASK) or 0x9E3779B97F4A7C15  # xorshift never leaves 0
+
+
+def below(n: int) -> int:
+    """A number drawn uniformly from ``0..n-1`` (``n >= 1``)."""
+    global _state
+    x = _state
+    x ^= x >> 12
+    x ^= (x << 25) & _MASK
+    x ^= x >> 27
+    _state = x
+    drawn = int((((x * _MULTIPLIER) & _MASK) >> 11) * _UNIT * n)
+    return drawn if drawn < n else n - 1
 
 
 class PokeFrame:
@@ -38,7 +63,7 @@ class PokeFrame:
     the same unless given) and the client whose answer caused it (``parent_id``).
     """
 
-    __slots__ = ("_head", "_middle", "_tail")
+    __slots__ = ("_head", "_leaves", "_middle", "_tail", "_tree")
 
     def __init__(
         self,
@@ -51,11 +76,16 @@ class PokeFrame:
             raise ValueError(f"unusable operation id {op_id!r}")
         self._head = f'42["poke",{{"id":"{op_id}.'
         self._middle = '","ts":'
+        self._leaves = tree_leaves
+        self._tree = op_id if tree_id is None else tree_id
+        self.reparent(parent_id)
+
+    def reparent(self, parent_id: str | None) -> None:
+        """Make this the frame of the pokes ``parent_id``'s answer causes (a tree's)."""
         tail = ""
-        if tree_leaves:
+        if self._leaves:
             parent = "-1" if parent_id is None else f'"{parent_id}"'
-            tree = op_id if tree_id is None else tree_id
-            tail = f',"treeLeaves":{tree_leaves},"treeId":"{tree}","parentId":{parent}'
+            tail = f',"treeLeaves":{self._leaves},"treeId":"{self._tree}","parentId":{parent}'
         self._tail = tail + "}]"
 
     def render(self, index: int, wall_ms: float) -> bytes:
@@ -121,10 +151,10 @@ def grow_tree(
     n = len(members)
     drawn: list[str] = []
     if n:
-        first = int(random.random() * n)
+        first = below(n)
         second = first
         if n >= 2:
-            second = int(random.random() * (n - 1))
+            second = below(n - 1)
             if second >= first:
                 second += 1
         drawn = [members[first], members[second]]
@@ -141,7 +171,8 @@ def poke_tree(
     client drawn for it, loses its whole subtree (``tree.unreachable``).
 
     ``tree`` is a tree's shard: ``key``, ``op_id``, ``leaves`` (the root's),
-    ``targets``, ``parents``, ``depths`` (a bytearray), ``table``, ``unreachable``.
+    ``targets``, ``parents``, ``depths`` (a bytearray), ``table``, ``unreachable``,
+    ``frames`` (a list: the frame of each depth so far, reparented as it is reused).
     """
     leaves = tree.leaves >> depth
     slot = len(tree.targets)
@@ -159,6 +190,13 @@ def poke_tree(
         conns.append(conn)
     sent = 0
     if conns:
-        frame = PokeFrame(tree.key, leaves, parent, tree.op_id)
+        frames = tree.frames
+        while len(frames) <= depth:
+            frames.append(None)
+        frame = frames[depth]
+        if frame is None:
+            frame = frames[depth] = PokeFrame(tree.key, leaves, parent, tree.op_id)
+        else:
+            frame.reparent(parent)
         sent = send_pokes(frame, conns, 0, len(conns), slot, table)
     tree.unreachable += (count - sent) * (2 * leaves - 1)

@@ -6,8 +6,16 @@ cdef class PokeFrame:
     cdef Py_ssize_t _index_at
     cdef Py_ssize_t _ts_at
     cdef Py_ssize_t _size
+    cdef str _op_id
+    cdef long _leaves
+    cdef object _tree
+    cdef object _parent  # the parent id written in the frame now
+    cdef Py_ssize_t _parent_at  # where it is written (-1: no quoted parent)
+    cdef Py_ssize_t _parent_size
 
+    cdef int _build(self, object parent_id) except -1
     cdef int _patch(self, Py_ssize_t index, double wall_ms) except -1
+    cpdef reparent(self, object parent_id)
     cpdef bytes render(self, Py_ssize_t index, double wall_ms)
 
 cpdef Py_ssize_t send_pokes(PokeFrame frame, list conns, Py_ssize_t start, Py_ssize_t stop,

@@ -7,8 +7,10 @@ loop makes one ``send()`` per recipient with nothing copied and no Python call.
 """
 
 from cpython.bytearray cimport PyByteArray_AS_STRING
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.math cimport floor
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
 from picows.picows cimport WSMsgType
@@ -16,7 +18,7 @@ from msstorm._fastpath.connection_c cimport Connection
 from msstorm._fastpath.rtt_c cimport PokeTable
 
 from msstorm._fastpath.pokes import INDEX_WIDTH, MAX_POKES, TS_WIDTH
-from random import random as _random
+from os import urandom
 
 cdef Py_ssize_t HEADROOM = 14  # the largest WebSocket header a server writes
 cdef Py_ssize_t _INDEX_WIDTH = INDEX_WIDTH
@@ -24,6 +26,34 @@ cdef Py_ssize_t _TS_WIDTH = TS_WIDTH
 cdef long long _MAX_POKES = MAX_POKES
 cdef double _MAX_TS_MS = 1e13 - 0.0005  # 13 digits before the point
 cdef const char* _HEX = b"0123456789abcdef"
+cdef uint64_t _state = int.from_bytes(urandom(8), "little") | 1
+
+
+def seed(value):
+    """Start the draws over from ``value`` (both twins then draw alike)."""
+    global _state
+    _state = (value & 0xFFFFFFFFFFFFFFFF) or 0x9E3779B97F4A7C15  # xorshift never leaves 0
+
+
+cdef inline Py_ssize_t _below(Py_ssize_t n) noexcept:
+    """xorshift64*, as the plain twin's ``below`` computes it."""
+    global _state
+    cdef uint64_t x = _state
+    x ^= x >> 12
+    x ^= x << 25
+    x ^= x >> 27
+    _state = x
+    cdef Py_ssize_t drawn = <Py_ssize_t>(
+        <double>((x * <uint64_t>0x2545F4914F6CDD1D) >> 11) * (1.0 / 9007199254740992.0)
+        * <double>n)
+    return drawn if drawn < n else n - 1
+
+
+def below(Py_ssize_t n):
+    """A number drawn uniformly from ``0..n-1`` (``n >= 1``)."""
+    if n < 1:
+        raise ValueError("nothing to draw from")
+    return _below(n)
 
 
 cdef inline double _seconds(int clock) noexcept:
@@ -38,17 +68,47 @@ cdef class PokeFrame:
     def __init__(self, str op_id, long tree_leaves=0, parent_id=None, tree_id=None):
         if "." in op_id or '"' in op_id or "\\" in op_id:
             raise ValueError(f"unusable operation id {op_id!r}")
-        head = f'42["poke",{{"id":"{op_id}.'.encode()
-        tail = ""
-        if tree_leaves:
-            parent = "-1" if parent_id is None else f'"{parent_id}"'
-            tree = op_id if tree_id is None else tree_id
-            tail = f',"treeLeaves":{tree_leaves},"treeId":"{tree}","parentId":{parent}'
-        text = head + b"0" * _INDEX_WIDTH + b'","ts":' + b" " * _TS_WIDTH + (tail + "}]").encode()
+        self._op_id = op_id
+        self._leaves = tree_leaves
+        self._tree = op_id if tree_id is None else tree_id
+        self._build(parent_id)
+
+    cdef int _build(self, object parent_id) except -1:
+        head = f'42["poke",{{"id":"{self._op_id}.'.encode()
+        text = head + b"0" * _INDEX_WIDTH + b'","ts":' + b" " * _TS_WIDTH
+        self._parent_at = -1
+        self._parent_size = -1
+        if self._leaves:
+            text += f',"treeLeaves":{self._leaves},"treeId":"{self._tree}","parentId":'.encode()
+            if parent_id is None:
+                text += b"-1"
+            else:
+                parent = f"{parent_id}".encode()
+                self._parent_at = HEADROOM + len(text) + 1  # past the quote
+                self._parent_size = len(parent)
+                text += b'"' + parent + b'"'
+        text += b"}]"
         self._buffer = bytearray(HEADROOM) + text
         self._index_at = HEADROOM + len(head)
         self._ts_at = self._index_at + _INDEX_WIDTH + 7
         self._size = len(text)
+        self._parent = parent_id
+        return 0
+
+    cpdef reparent(self, object parent_id):
+        """Make this the frame of the pokes ``parent_id``'s answer causes (a tree's):
+        patched in place when the new id is as long as the last (a sid always is)."""
+        if parent_id is self._parent:
+            return
+        cdef bytes parent
+        if self._parent_size >= 0 and type(parent_id) is str:
+            parent = (<str>parent_id).encode()
+            if PyBytes_GET_SIZE(parent) == self._parent_size:
+                memcpy(PyByteArray_AS_STRING(self._buffer) + self._parent_at,
+                       PyBytes_AS_STRING(parent), self._parent_size)
+                self._parent = parent_id
+                return
+        self._build(parent_id)
 
     cdef int _patch(self, Py_ssize_t index, double wall_ms) except -1:
         if index < 0 or index >= _MAX_POKES:
@@ -144,10 +204,10 @@ cpdef bint grow_tree(object tree, Py_ssize_t index, long long tree_leaves, list 
     cdef Py_ssize_t first, second
     cdef list drawn = []
     if n:
-        first = <Py_ssize_t>(<double>_random() * n)
+        first = _below(n)
         second = first
         if n >= 2:
-            second = <Py_ssize_t>(<double>_random() * (n - 1))
+            second = _below(n - 1)
             if second >= first:
                 second += 1
         drawn = [members[first], members[second]]
@@ -177,8 +237,17 @@ cpdef int poke_tree(object tree, object parent, Py_ssize_t depth, list sids, Py_
         depths.append(depth)
         conns.append(conn)
     cdef Py_ssize_t sent = 0
+    cdef list frames
+    cdef PokeFrame frame
     if conns:
-        frame = PokeFrame(tree.key, leaves, parent, tree.op_id)
+        frames = tree.frames
+        while len(frames) <= depth:
+            frames.append(None)
+        if frames[depth] is None:
+            frame = frames[depth] = PokeFrame(tree.key, leaves, parent, tree.op_id)
+        else:
+            frame = <PokeFrame?>frames[depth]
+            frame.reparent(parent)
         sent = send_pokes(frame, conns, 0, len(conns), slot, table)
     tree.unreachable += (count - sent) * (2 * leaves - 1)
     return 0

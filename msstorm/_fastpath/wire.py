@@ -38,11 +38,20 @@ except ImportError:  # not built: picows keeps its buffers
             await transport.wait_disconnected()
 
 
-__all__ = ["HEADROOM", "SHARED_UP_TO", "disconnection", "lean", "refusal", "send", "trim"]
+__all__ = [
+    "HEADROOM",
+    "SHARED_UP_TO",
+    "disconnection",
+    "lean",
+    "outgoing",
+    "refusal",
+    "send",
+    "trim",
+]
 
 HEADROOM = 14  # the largest WebSocket header (a client's, with its mask)
 SHARED_UP_TO = 65536  # larger frames go through picows without a copy anyway
-_outgoing = bytearray(HEADROOM)
+outgoing = bytearray(HEADROOM)  # the shared buffer (compiled callers write it themselves)
 
 
 def send(transport: Any, kind: Any, frame: bytes) -> None:
@@ -50,5 +59,5 @@ def send(transport: Any, kind: Any, frame: bytes) -> None:
     if len(frame) > SHARED_UP_TO:
         transport.send(kind, frame)
     else:
-        _outgoing[HEADROOM:] = frame
-        transport.send_reuse_external_bytearray(kind, _outgoing, HEADROOM)
+        outgoing[HEADROOM:] = frame
+        transport.send_reuse_external_bytearray(kind, outgoing, HEADROOM)

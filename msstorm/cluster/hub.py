@@ -4,7 +4,10 @@ Each worker keeps one Unix-socket connection to the hub. A frame is a 4-byte
 big-endian length, then 4 ASCII bytes naming the destination (a worker tag, or
 ``****`` for every worker but the sender), then the message. The hub reads
 only those 8 bytes and forwards the rest untouched; the first frame a worker
-sends is addressed to ``HELO`` and carries its tag.
+sends is addressed to ``HELO`` and carries its tag. When a worker's link closes
+(its process died, or left), the hub tells every other worker at once with a
+message of its own, ``{"t": "left", "tag": ...}``: nobody waits for its beats to
+stop to know.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import struct
 from typing import Any
 
-from .bus import Bus
+from .bus import Bus, encode
 
 log = logging.getLogger("msstorm.cluster")
 
@@ -80,9 +83,15 @@ class Hub:
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
         finally:
-            if tag and self.workers.get(tag) is writer:
+            if tag and self.workers.get(tag) is writer:  # not replaced by its restart
                 del self.workers[tag]
+                self._left(tag)
             writer.close()
+
+    def _left(self, tag: bytes) -> None:
+        notice = frame(EVERYONE, encode({"t": "left", "tag": tag.decode("ascii", "replace")}))
+        for link in self.workers.values():
+            link.write(notice)
 
 
 class HubBus(Bus):

@@ -29,12 +29,13 @@ opens a socket or logs.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
-from . import packets
-from .engineio import CLOSE, MESSAGE, NOOP, OPEN, PING, PONG, UPGRADE, Config
-from .errors import PacketError, PayloadTooLarge, UnexpectedPacket
-from .packets import (
+# Absolute imports: this file is also compiled as msstorm._fastpath.session_c.
+from msstorm.protocol import packets
+from msstorm.protocol.engineio import CLOSE, MESSAGE, NOOP, OPEN, PING, PONG, UPGRADE, Config
+from msstorm.protocol.errors import PacketError, PayloadTooLarge, UnexpectedPacket
+from msstorm.protocol.packets import (
     ACK,
     BINARY_ACK,
     BINARY_EVENT,
@@ -45,6 +46,7 @@ from .packets import (
     MAX_ACK_ID,
     Packet,
 )
+from msstorm.protocol.signals import IGNORED, PEER_CLOSED
 
 __all__ = [
     "IGNORED",
@@ -57,19 +59,6 @@ __all__ = [
     "SocketSession",
 ]
 
-
-class _Signal:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-PEER_CLOSED: Final = _Signal("PEER_CLOSED")
-IGNORED: Final = _Signal("IGNORED")
 
 # What ``on_timer`` asks the server to do.
 TIMER_IDLE = 0  # nothing; wait for the new deadline

@@ -12,10 +12,9 @@ import logging
 from abc import ABC, abstractmethod
 from typing import Any
 
-from msstorm._fastpath import Traffic
+from msstorm._fastpath import EngineSession, Traffic
 from msstorm.protocol.engineio import Config, open_packet
 from msstorm.protocol.errors import CLOSE_POLICY_VIOLATION, ProtocolError
-from msstorm.protocol.session import EngineSession
 
 from .heartbeat import Heartbeat
 from .ids import new_sid
@@ -32,7 +31,8 @@ class Endpoint(ABC):
 
     session_class: type[EngineSession] = EngineSession
     # A fast path that sees text frames before they are decoded: an object whose
-    # ``feed(conn, frame)`` returns True when it took the frame (see Server.tap).
+    # ``feed(conn, frame)`` returns True when it took the frame (see Server.tap), and
+    # ``take(conn, ws_frame)`` the same for a WebSocket frame as picows received it.
     tap: Any = None
 
     def __init__(

@@ -3,7 +3,8 @@
 Each connection sits in a timer wheel under its session's next deadline (ping
 due, pong overdue, CONNECT overdue). One ``call_at`` per tick collects the due
 connections and lets each act (``Connection.on_timer``): no asyncio handle or
-Task per connection.
+Task per connection, and one compiled loop (``serve_due``) with no Python call per
+connection.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
-from msstorm._fastpath import TimerWheel
+from msstorm._fastpath import TimerWheel, serve_due
 
 log = logging.getLogger("msstorm.server")
 
@@ -35,6 +36,8 @@ class Heartbeat:
         self.resolution = resolution
         self.wheel = TimerWheel(resolution, loop.time())
         self._handle: asyncio.TimerHandle | None = None
+        self.ticks = 0
+        self.served = 0  # connections handed their turn by the ticks
 
     def watch(self, connection: Any) -> None:
         """Start serving ``connection``'s session deadlines."""
@@ -53,14 +56,21 @@ class Heartbeat:
 
     def _tick(self) -> None:
         now = self.loop.time()
-        wheel = self.wheel
-        for connection in wheel.advance(now):
-            try:
-                connection.on_timer(wheel, now)
-            except Exception:  # one broken connection must not stop everyone's heartbeat
-                log.exception("heartbeat failed for a connection; closing it")
-                connection.close(reason="transport error")
-        if wheel.count:
+        self.tick(now)
+        if self.wheel.count:
             self._handle = self.loop.call_at(now + self.resolution, self._tick)
         else:
             self._handle = None
+
+    def tick(self, now: float) -> int:
+        """Let every connection due by ``now`` act; how many were due."""
+        self.ticks += 1
+        due: int = serve_due(self.wheel, now, _failed)
+        self.served += due
+        return due
+
+
+def _failed(connection: Any) -> None:
+    """One broken connection must not stop everyone's heartbeat: it alone is closed."""
+    log.exception("heartbeat failed for a connection; closing it")
+    connection.close(reason="transport error")

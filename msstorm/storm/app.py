@@ -38,7 +38,7 @@ import orjson
 
 from msstorm._fastpath import Histogram, PokeBackTap, grow_tree, poke_tree, send_pokes
 from msstorm.cluster.bus import Bus, LocalBus
-from msstorm.cluster.membership import BEAT_EVERY, Membership
+from msstorm.cluster.membership import BEAT_EVERY, Membership, load_per_core
 from msstorm.protocol.errors import ConnectionRefused
 from msstorm.server import Server, ids
 from msstorm.server.metrics import Family
@@ -115,6 +115,7 @@ class Storm:
         self.listener: Any = None  # the listener serving self.server, once there is one
         self.draining = False  # shutting down: no new operation
         self._last_beat = time.monotonic()
+        self._pid = os.getpid()  # asked on every tree answer of a cluster: kept
         # What the shards of ended operations counted, for /metrics.
         self.rtt_history = Histogram()
         self._retired = [0, 0]  # pokes sent, answers received
@@ -388,7 +389,7 @@ class Storm:
         return bool(reply.get("yes"))
 
     def _count_self(self) -> None:
-        self.membership.update_self(len(self.clients.members), os.getpid(), {})
+        self.membership.update_self(len(self.clients.members), self._pid, {})
 
     def _cluster_clients(self) -> int:
         self._count_self()
@@ -580,11 +581,12 @@ class Storm:
         me = self.membership.peers[self.tag]
         self.bus.publish({"t": "beat", "clients": me.clients, "pid": me.pid})
         now = time.monotonic()
+        self.bus.echo({"t": "echo", "at": now})  # times the bus: see membership.py
         # A beat late by more than a second means this worker was the one stalled
         # (more workers than cores, a long fan-out): its peers' beats are still
         # waiting to be read, so nobody is taken for gone on this round.
         if now - self._last_beat < 2 * BEAT_EVERY:
-            for tag in self.membership.expire():
+            for tag in self.membership.expire(load_per_core(), self.bus.state == "up"):
                 self._worker_gone(tag)
         self._last_beat = now
         self._timers.append(asyncio.get_running_loop().call_later(BEAT_EVERY, self._beat))
@@ -719,6 +721,7 @@ class Storm:
     def _on_bus(self, message: dict[str, Any], blob: bytes) -> None:
         kind = message["t"]
         sender = message.get("from", "")
+        self.membership.heard(sender)  # any message says its sender is alive
         if kind == "pokes":
             self._pokes_here(message["r"])
         elif kind == "progress":
@@ -734,6 +737,11 @@ class Storm:
                 log.info("worker %s joined", sender)
             elif news == "restarted":  # what it held of running operations died with it
                 self._worker_gone(sender)
+        elif kind == "echo":
+            self.membership.echo(message["at"])
+        elif kind == "left":  # the hub saw its link close: it died, or stopped
+            if self.membership.leave(message["tag"]):
+                self._worker_gone(message["tag"])
         elif kind == "broadcast":
             self._answer(message, {"n": self._broadcast_here(message["op"], message["origin"])})
         elif kind == "collect":

@@ -107,6 +107,7 @@ class TreeShard(Shard):
         self.parents: list[str | None] = []  # sid of the client whose answer caused the poke
         self.depths = bytearray()
         self.unreachable = 0  # pokes never to be sent: subtrees of pokes that were not
+        self.frames: list[PokeFrame | None] = []  # one per depth, reparented (poke_tree)
 
     @property
     def lost(self) -> int:

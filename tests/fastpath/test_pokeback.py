@@ -6,23 +6,40 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
+import picows.picows
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from msstorm._fastpath import connection, connection_c, pokeback, pokeback_c, rtt, rtt_c
+from msstorm._fastpath import connection, connection_c, pokeback, pokeback_c, rtt, rtt_c, session_c
+from msstorm.protocol import session
+from msstorm.protocol.engineio import Config
 
 TWINS = [
     (pokeback, connection, rtt),
     (pokeback_c, connection_c, rtt_c),
 ]
+# A frame reaches the tap as bytes (long-polling, fragments) or as picows's frame,
+# read off its buffer uncopied (a whole WebSocket text frame).
+VIAS = ["bytes", "frame"]
+
+
+def joined(connection_module: Any, namespaces: dict[str, str]) -> Any:
+    """A session of the connection's own twin that has joined ``namespaces``."""
+    twin = session_c if connection_module is connection_c else session
+    joined = twin.SocketSession("eio-sid", Config(), 0.0)
+    joined.namespaces = namespaces
+    return joined
 
 
 class Harness:
     """A tap over one running operation of 4 pokes sent to sid-0..sid-3."""
 
-    def __init__(self, twins: tuple[Any, Any, Any], grows: bool = False) -> None:
+    def __init__(
+        self, twins: tuple[Any, Any, Any], grows: bool = False, via: str = "bytes"
+    ) -> None:
         tap_module, connection_module, rtt_module = twins
+        self.via = via
         self.after: list[tuple[Any, int, int]] = []
         table = rtt_module.PokeTable(4)
         for i in range(4):
@@ -35,9 +52,13 @@ class Harness:
         self.conn = connection_module.Connection(
             SimpleNamespace(traffic=connection_module.Traffic())
         )
-        self.conn.session = SimpleNamespace(namespaces={"/": "sid-1"})
+        self.connection_module = connection_module
+        self.conn.session = joined(connection_module, {"/": "sid-1"})
 
     def feed(self, frame: bytes) -> bool:
+        if self.via == "frame":
+            ws_frame = picows.picows._make_test_ws_frame(picows.WSMsgType.TEXT, frame, True, False)
+            return bool(self.tap.take(self.conn, ws_frame))
         return bool(self.tap.feed(self.conn, frame))
 
     def state(self) -> tuple[int, int, int, int]:
@@ -49,9 +70,13 @@ def frame(answer: dict[str, Any]) -> bytes:
     return b"42" + orjson.dumps(["pokeBack", answer])
 
 
-@pytest.fixture(params=TWINS, ids=["python", "cython"])
+@pytest.fixture(
+    params=[(twins, via) for twins in TWINS for via in VIAS],
+    ids=[f"{twin}-{via}" for twin in ("python", "cython") for via in VIAS],
+)
 def harness(request: pytest.FixtureRequest) -> Harness:
-    return Harness(request.param)
+    twins, via = request.param
+    return Harness(twins, via=via)
 
 
 def test_a_good_answer_is_recorded(harness: Harness) -> None:
@@ -123,7 +148,7 @@ def test_anything_unusual_is_left_to_the_generic_path(harness: Harness, text: by
 
 
 def test_a_client_not_joined_is_left_alone(harness: Harness) -> None:
-    harness.conn.session = SimpleNamespace(namespaces={})
+    harness.conn.session = joined(harness.connection_module, {})
     assert not harness.feed(frame({"id": "op1.00000001", "delay": 1, "serverTs": 1}))
 
 
@@ -160,9 +185,8 @@ pieces = st.sampled_from(
 @settings(max_examples=400, deadline=None)
 @given(st.lists(pieces, max_size=16).map(b"".join))
 def test_twins_agree_on_any_frame(text: bytes) -> None:
-    plain, compiled = Harness(TWINS[0]), Harness(TWINS[1])
-    assert plain.feed(text) == compiled.feed(text)
-    assert plain.state() == compiled.state()
+    harnesses = [Harness(twins, via=via) for twins in TWINS for via in VIAS]
+    assert len({(h.feed(text), h.state()) for h in harnesses}) == 1
 
 
 @settings(max_examples=200, deadline=None)
@@ -180,8 +204,9 @@ def test_twins_agree_on_well_formed_answers(
         answer["treeLeaves"] = leaves
     results = []
     for twins in TWINS:
-        h = Harness(twins, grows=True)
-        h.conn.session = SimpleNamespace(namespaces={"/": sid})
-        results.append((h.feed(frame(answer)), h.state(), [(i, t) for _, i, t in h.after]))
-    assert results[0] == results[1]
+        for via in VIAS:
+            h = Harness(twins, grows=True, via=via)
+            h.conn.session = joined(h.connection_module, {"/": sid})
+            results.append((h.feed(frame(answer)), h.state(), [(i, t) for _, i, t in h.after]))
+    assert all(result == results[0] for result in results)
     assert results[0][0]  # a well-formed answer is always taken

@@ -3,7 +3,6 @@ contract names."""
 
 from __future__ import annotations
 
-import random
 from types import SimpleNamespace
 from typing import Any
 
@@ -58,6 +57,56 @@ def test_frames_refuse_what_cannot_be_written(module: object) -> None:
         frame.render(0, 1e20)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    seed=st.integers(min_value=-(2**70), max_value=2**70),
+    sizes=st.lists(st.integers(min_value=1, max_value=2**40), min_size=1, max_size=50),
+)
+def test_both_twins_draw_alike_and_within_bounds(seed: int, sizes: list[int]) -> None:
+    draws = []
+    for module in (pokes_py, pokes_c):
+        module.seed(seed)
+        draws.append([module.below(n) for n in sizes])
+    assert draws[0] == draws[1]
+    assert all(0 <= d < n for d, n in zip(draws[0], sizes, strict=True))
+
+
+def test_the_draws_are_uniform() -> None:
+    pokes_c.seed(12345)
+    counts = [0] * 10
+    for _ in range(100_000):
+        counts[pokes_c.below(10)] += 1
+    assert all(9_500 < c < 10_500 for c in counts), counts  # 5 standard deviations: ~1.5%
+    with pytest.raises(ValueError):
+        pokes_c.below(0)
+
+
+sids = st.text(alphabet="abcXYZ_-09", min_size=1, max_size=24)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    leaves=st.sampled_from([0, 1, 2, 64, 1 << 20]),
+    first=st.none() | sids,
+    parents=st.lists(st.none() | sids, min_size=1, max_size=8),
+    index=st.integers(min_value=0, max_value=16**8 - 1),
+)
+def test_a_reparented_frame_is_the_frame_of_its_new_parent(
+    leaves: int, first: str | None, parents: list[str | None], index: int
+) -> None:
+    """A tree reuses one frame per depth, its parent's id patched in place when it can
+    be: the bytes are those of a frame made for that parent, on both twins."""
+    for module in (pokes_py, pokes_c):
+        frame = module.PokeFrame("t-1@w", leaves, first, "t-1")
+        for parent in parents:
+            frame.reparent(parent)
+            made = module.PokeFrame("t-1@w", leaves, parent, "t-1")
+            assert frame.render(index, 1.5e12) == made.render(index, 1.5e12)
+            assert frame.render(index, 1.5e12) == pokes_py.PokeFrame(
+                "t-1@w", leaves, parent, "t-1"
+            ).render(index, 1.5e12)
+
+
 class FakeConnection:
     def __init__(self, closed: bool = False) -> None:
         self.closed = closed
@@ -96,6 +145,7 @@ def tree_of(rtt_module: Any, leaves: int, capacity: int = 1) -> SimpleNamespace:
         depths=bytearray([0]),
         table=table,
         unreachable=0,
+        frames=[],
     )
 
 
@@ -114,7 +164,7 @@ def grown(twins: Any, leaves: int, n: int, closed: frozenset[int] = frozenset(),
     pokes_module, connection_module, rtt_module = twins
     tree = tree_of(rtt_module, leaves)
     members, sockets = clients(connection_module, n, closed)
-    random.seed(7)
+    pokes_module.seed(7)
     right = pokes_module.grow_tree(tree, 0, said if said else leaves // 2, members, sockets)
     sent = {
         sid: [orjson.loads(frame[2:])[1] for frame in conn.held]
@@ -180,3 +230,10 @@ def test_poke_tree_sends_what_it_can_and_loses_the_rest(twins: Any) -> None:
     assert tree.unreachable == (5 - 1) * 7  # four subtrees of a depth-1 poke (4 leaves)
     (poke,) = [orjson.loads(f[2:])[1] for f in sockets["c1"].held]
     assert poke["treeLeaves"] == 4 and poke["parentId"] == "c0"
+    # The next answers at that depth reuse its frame: each names its own parent.
+    pokes_module.poke_tree(tree, "c1", 1, ["c0"], 1, sockets)
+    pokes_module.poke_tree(tree, "c0", 1, ["c1"], 1, sockets)
+    assert len(tree.frames) == 2 and tree.frames[0] is None  # depth 1's frame, no other
+    assert orjson.loads(sockets["c0"].held[-1][2:])[1]["parentId"] == "c1"
+    second = orjson.loads(sockets["c1"].held[-1][2:])[1]
+    assert second["parentId"] == "c0" and second["id"] == "t-1@w.00000004"

@@ -12,6 +12,8 @@ import contextlib
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import picows.picows
+
 from msstorm import _fastpath
 from msstorm._fastpath import (
     connection,
@@ -22,6 +24,7 @@ from msstorm._fastpath import (
     pokeback_c,
     rtt,
     rtt_c,
+    session_c,
 )
 from msstorm.cluster import bus
 from msstorm.protocol import packets as packets_py
@@ -37,6 +40,7 @@ TAPS: dict[str, tuple[ModuleType, ModuleType, ModuleType]] = {
     "python": (pokeback, rtt, connection),
     "cython": (pokeback_c, rtt_c, connection_c),
 }
+SESSIONS: dict[str, Any] = {"python": SocketSession, "cython": session_c.SocketSession}
 HISTOGRAMS: dict[str, ModuleType] = {"python": histogram, "cython": histogram_c}
 CONFIG = Config(ping_interval=25000, ping_timeout=20000, max_payload=4096, connect_timeout=45000)
 
@@ -109,9 +113,13 @@ def pokeback_frame(data: bytes, twin: str = "cython") -> None:
     shard.grows = False
     tap = tap_module.PokeBackTap({"op": shard}, lambda *args: None)
     conn = connection_module.Connection(SimpleNamespace(traffic=connection_module.Traffic()))
-    conn.session = SimpleNamespace(namespaces={"/": "sid-1"})
+    conn.session = SESSIONS[twin]("eio-sid", Config(), 0.0)
+    conn.session.namespaces = {"/": "sid-1"}
     for frame in (data, b'42["pokeBack",' + data):
         result = tap.feed(conn, frame)
+        assert result in (True, False), result
+        ws_frame = picows.picows._make_test_ws_frame(picows.WSMsgType.TEXT, frame, True, False)
+        result = tap.take(conn, ws_frame)  # the same, read off picows's buffer
         assert result in (True, False), result
 
 

@@ -1,0 +1,1 @@
+../protocol/session.py
