@@ -208,7 +208,8 @@ class LiveView:
         origin = op_id[: ids.TAG_SIZE]
         status: Any
         if origin == self.storm.tag:
-            status = await self.storm.status({"op": op_id})
+            # Its per-answer array is JSON text already (an orjson.Fragment): read it.
+            status = orjson.loads(orjson.dumps(await self.storm.status({"op": op_id})))
         else:
             try:
                 reply, blob = await self.storm.ask(
