@@ -326,7 +326,7 @@ def worker_command(args: argparse.Namespace) -> list[str]:
     }
     for option, value in options.items():
         if value is not None:
-            command += [option, str(value)]
+            command.append(f"{option}={value}")  # a value may start with "-" (a node id)
     if args.limit_loopback:
         command.append("--limit-loopback")
     return command

@@ -151,9 +151,8 @@ def chromium(offline: bool = False) -> Any:
                      "--no-first-run", "--disable-extensions"):
         options.add_argument(argument)
     if offline:
-        # Every name resolves nowhere: nothing outside the machine can be loaded.
-        options.add_argument("--host-resolver-rules=MAP * ~NOTFOUND")
-        options.add_argument("--proxy-server=http://0.0.0.0:9")
+        # Every name but this machine's resolves nowhere: nothing else can be loaded.
+        options.add_argument("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = Service(executable_path=shutil.which("chromedriver") or "chromedriver")
     return webdriver.Chrome(options=options, service=service)
