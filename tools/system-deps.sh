@@ -1,9 +1,10 @@
 #!/bin/sh
 # The programs `make test` needs from the system rather than from pip or npm:
-# redis-server (the cluster tests start a real one), node and npm (the interop tests
-# run socket.io's own client and server). redis-server is installed here only as
-# root on a system with apt-get; otherwise what is missing is named, with how to
-# get it, and the exit status is 1.
+# redis-server (the cluster tests start a real one), chromium and chromedriver (the
+# browser tests drive a headless chromium), node and npm (the interop tests run
+# socket.io's own client and server). The Debian packages of the first three are
+# installed here only as root on a system with apt-get; otherwise what is missing
+# is named, with how to get it, and the exit status is 1.
 set -u
 
 missing() {
@@ -12,13 +13,24 @@ missing() {
 	done
 }
 
-if [ -n "$(missing redis-server)" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
+# The Debian package of each program that may be installed here.
+packages=""
+for program in redis-server chromium chromedriver; do
+	if [ -n "$(missing "$program")" ]; then
+		case $program in
+		chromedriver) packages="$packages chromium-driver" ;;
+		*) packages="$packages $program" ;;
+		esac
+	fi
+done
+if [ -n "$packages" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
 then
-	echo "installing redis-server (Debian package) for the cluster tests"
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+	echo "installing$packages (Debian packages) for the cluster and browser tests"
+	# shellcheck disable=SC2086  # one word per package
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages
 fi
 
-absent=$(missing redis-server node npm)
+absent=$(missing redis-server chromium chromedriver node npm)
 [ -z "$absent" ] && exit 0
 absent=${absent% }
 
@@ -29,6 +41,13 @@ absent=${absent% }
 		printf '  redis-server: the cluster tests start a real Redis\n'
 		printf '    Debian/Ubuntu: sudo apt-get install redis-server\n'
 		printf '    macOS: brew install redis    Fedora: sudo dnf install redis\n'
+		;;
+	esac
+	case " $absent " in
+	*" chromium "* | *" chromedriver "*)
+		printf '  chromium, chromedriver: the browser tests drive a headless chromium\n'
+		printf '    Debian/Ubuntu: sudo apt-get install chromium chromium-driver\n'
+		printf '    macOS: brew install chromium chromedriver    Fedora: sudo dnf install chromium chromedriver\n'
 		;;
 	esac
 	case " $absent " in
