@@ -13,7 +13,9 @@ from .html_report import ReportError, add_swarm
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print(f"usage: python -m msstorm.monitor.swarm_section REPORT.html < SUMMARY", file=sys.stderr)
+        print(
+            "usage: python -m msstorm.monitor.swarm_section REPORT.html < SUMMARY", file=sys.stderr
+        )
         return 2
     try:
         add_swarm(args[0], sys.stdin.read())

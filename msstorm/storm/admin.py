@@ -133,7 +133,9 @@ class AdminUI:
             self.server.stats.refused["AdminCredentials"] += 1
             raise ConnectionRefused("invalid credentials")
         self.server.emit("session", self._new_session(), to=sid, namespace=NAMESPACE)
-        self.server.emit("config", {"supportedFeatures": self.features}, to=sid, namespace=NAMESPACE)
+        self.server.emit(
+            "config", {"supportedFeatures": self.features}, to=sid, namespace=NAMESPACE
+        )
         if self.mode == "development":
             self.storm.spawn(self._send_sockets(sid))
         return None
@@ -310,4 +312,3 @@ class AdminUI:
             if not isinstance(reply, BaseException):
                 sockets += reply[0].get("sockets", [])
         self.server.emit("all_sockets", sockets, to=sid, namespace=NAMESPACE)
-

@@ -136,6 +136,8 @@ class Dashboard:
 
 def _json(document: Any, status: int = 200) -> web.Response:
     return web.Response(
-        body=orjson.dumps(document), status=status, content_type="application/json",
+        body=orjson.dumps(document),
+        status=status,
+        content_type="application/json",
         headers=HEADERS,
     )

@@ -175,10 +175,7 @@ class LiveView:
         worker's shard merged."""
         op_id = entry["op"]
         origin = op_id[: ids.TAG_SIZE]
-        if entry.get("done"):
-            workers = [origin]
-        else:
-            workers = self.storm.membership.alive()
+        workers = [origin] if entry.get("done") else self.storm.membership.alive()
         rtt, delay = Histogram(), Histogram()
         asks = [
             self.storm.ask(t, {"t": "watch-hist?", "op": op_id})
@@ -253,8 +250,11 @@ class LiveView:
         if trees:
             table = await self.depths(trees[-1])
             if table is not None:
-                depths = {"op": trees[-1]["op"], "treeLeaves": trees[-1].get("treeLeaves"),
-                          "depths": table}
+                depths = {
+                    "op": trees[-1]["op"],
+                    "treeLeaves": trees[-1].get("treeLeaves"),
+                    "depths": table,
+                }
         return {
             "now": round(time.time() * 1000),
             "worker": storm.tag,
@@ -285,8 +285,15 @@ def totals(cluster: dict[str, Any]) -> dict[str, Any]:
     }
     nodes: dict[str, dict[str, int]] = {}
     for tag, worker in cluster.get("perWorker", {}).items():
-        for key in ("connections", "polling", "websocket", "connectsPerSec",
-                    "disconnectsPerSec", "cpu", "rss"):
+        for key in (
+            "connections",
+            "polling",
+            "websocket",
+            "connectsPerSec",
+            "disconnectsPerSec",
+            "cpu",
+            "rss",
+        ):
             summed[key] += worker.get(key, 0) or 0
         for kind, n in (worker.get("refused") or {}).items():
             summed["refused"][kind] = summed["refused"].get(kind, 0) + n

@@ -142,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:  # before the storm, not after it
         extras.require(p, "plot", "--plot")
     if args.report and not args.report.lower().endswith((".html", ".htm")):
-        p.error(f"--report writes an HTML file: give it a name ending in .html, not {args.report!r}")
+        p.error(
+            f"--report writes an HTML file: give it a name ending in .html, not {args.report!r}"
+        )
     signal.signal(signal.SIGTERM, _terminated)
     logs = Path(args.logs)
     logs.mkdir(parents=True, exist_ok=True)

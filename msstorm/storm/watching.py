@@ -100,7 +100,5 @@ async def start(storm: Storm, args: argparse.Namespace, clustered: bool) -> Watc
         await watching.dashboard.start(args.host, args.dashboard_port, reuse_port=clustered)
         if not args.worker_index:  # one line per node, not per worker
             shown = storm.token if args.monitor_token is None else "<the monitor token>"
-            log.info(
-                "dashboard: %s", dashboard_url(args.host, watching.dashboard.port, shown)
-            )
+            log.info("dashboard: %s", dashboard_url(args.host, watching.dashboard.port, shown))
     return watching

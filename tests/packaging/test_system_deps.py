@@ -23,7 +23,10 @@ PROBE = "apt-get was run"
 EVERYTHING = "make test needs programs that are not installed (not on PATH): "
 REDIS_HOW = ("sudo apt-get install redis-server", "brew install redis")
 NODE_HOW = ("sudo apt-get install nodejs npm", "brew install node")
-CHROMIUM_HOW = ("sudo apt-get install chromium chromium-driver", "brew install chromium chromedriver")
+CHROMIUM_HOW = (
+    "sudo apt-get install chromium chromium-driver",
+    "brew install chromium chromedriver",
+)
 BROWSER = ("chromium", "chromedriver")  # put on PATH where a test names only the others
 
 

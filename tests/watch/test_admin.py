@@ -27,8 +27,14 @@ class Admin:
         self.sio = socketio.AsyncClient(reconnection=False)
         self.received: dict[str, list[Any]] = {}
         self.refusal: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        for event in ("session", "config", "server_stats", "all_sockets",
-                      "socket_connected", "socket_disconnected"):
+        for event in (
+            "session",
+            "config",
+            "server_stats",
+            "all_sockets",
+            "socket_connected",
+            "socket_disconnected",
+        ):
             self.sio.on(event, self._keeper(event), namespace="/admin")
         self.sio.on("connect_error", self._refused, namespace="/admin")
 
@@ -125,8 +131,14 @@ async def test_server_stats_of_every_worker_sum_to_the_clients(server: Server) -
         assert len(latest) == 2, latest
         for stats in latest.values():
             assert set(stats) >= {
-                "serverId", "hostname", "pid", "uptime", "clientsCount",
-                "pollingClientsCount", "aggregatedEvents", "namespaces",
+                "serverId",
+                "hostname",
+                "pid",
+                "uptime",
+                "clientsCount",
+                "pollingClientsCount",
+                "aggregatedEvents",
+                "namespaces",
             }
             assert stats["pollingClientsCount"] == 0
             for event in stats["aggregatedEvents"]:
@@ -151,7 +163,9 @@ async def test_server_stats_of_every_worker_sum_to_the_clients(server: Server) -
         deadline = asyncio.get_running_loop().time() + 10
         while True:
             stats_now = [s[0] for s in admin.received["server_stats"][seen:]]
-            if any(e["type"] == "rawDisconnection" for s in stats_now for e in s["aggregatedEvents"]):
+            if any(
+                e["type"] == "rawDisconnection" for s in stats_now for e in s["aggregatedEvents"]
+            ):
                 break
             assert asyncio.get_running_loop().time() < deadline, stats_now
             await asyncio.sleep(0.1)
@@ -172,8 +186,9 @@ async def test_without_credentials_there_is_no_admin_namespace() -> None:
 
 
 async def test_development_mode_lists_the_sockets_and_their_events() -> None:
-    server = Server("--workers", "2", "--admin-mode", "development",
-                    env={"MSSTORM_ADMIN_AUTH": ADMIN})
+    server = Server(
+        "--workers", "2", "--admin-mode", "development", env={"MSSTORM_ADMIN_AUTH": ADMIN}
+    )
     clients = Clients(server.url)
     admin = Admin()
     try:

@@ -19,7 +19,7 @@ CLIENTS = 120
 
 
 class Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -105,23 +105,36 @@ def check_ui(driver: Any, ui: str, server: str) -> None:
 
     # A wrong password: the UI says what the server said.
     log_in(driver, ui, server, "wrong")
-    wait(driver, lambda: "invalid credentials" in driver.find_element(By.TAG_NAME, "body").text.lower(),
-         "the refusal")
+    wait(
+        driver,
+        lambda: "invalid credentials" in driver.find_element(By.TAG_NAME, "body").text.lower(),
+        "the refusal",
+    )
     # The right one: the servers page lists both workers, their clients added up to ours
     # and the UI's own connection.
     log_in(driver, ui, server, PASSWORD)
-    wait(driver, lambda: "CONNECTED" in driver.find_element(By.TAG_NAME, "header").text.upper()
-         and "DISCONNECTED" not in driver.find_element(By.TAG_NAME, "header").text.upper(),
-         "its status connected")
+    wait(
+        driver,
+        lambda: (
+            "CONNECTED" in driver.find_element(By.TAG_NAME, "header").text.upper()
+            and "DISCONNECTED" not in driver.find_element(By.TAG_NAME, "header").text.upper()
+        ),
+        "its status connected",
+    )
     # Its dashboard: the clients of both workers and the UI's own connection.
-    wait(driver, lambda: str(CLIENTS + 1) in driver.find_element(By.TAG_NAME, "main").text,
-         "the client count on its dashboard")
+    wait(
+        driver,
+        lambda: str(CLIENTS + 1) in driver.find_element(By.TAG_NAME, "main").text,
+        "the client count on its dashboard",
+    )
     screenshot(driver, "admin-ui")
     driver.find_element(By.LINK_TEXT, "Servers").click()
 
     def workers() -> list[list[str]] | None:
-        rows = [[td.text for td in row.find_elements(By.TAG_NAME, "td")]
-                for row in driver.find_elements(By.CSS_SELECTOR, "table tbody tr")]
+        rows = [
+            [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+            for row in driver.find_elements(By.CSS_SELECTOR, "table tbody tr")
+        ]
         rows = [row for row in rows if len(row) >= 5]
         return rows if len(rows) == 2 else None
 

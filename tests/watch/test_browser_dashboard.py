@@ -65,15 +65,20 @@ def watch_and_broadcast(driver: Any, port: int) -> None:
     wait(driver, lambda: "2 workers" in text(driver, "where"), "both workers")
     workers = driver.find_elements(By.CSS_SELECTOR, "#workers tbody tr")
     assert len(workers) == 2
-    assert sum(int(row.find_elements(By.TAG_NAME, "td")[3].text.replace(",", ""))
-               for row in workers) == CLIENTS
+    assert (
+        sum(int(row.find_elements(By.TAG_NAME, "td")[3].text.replace(",", "")) for row in workers)
+        == CLIENTS
+    )
 
     driver.find_element(By.ID, "op-type").send_keys("broadcast")
     driver.find_element(By.ID, "op-start").click()
     wait(driver, lambda: "started" in text(driver, "op-answer"), "the broadcast started")
 
     def finished() -> list[str] | None:
-        cells = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "#operations tbody tr:first-child td")]
+        cells = [
+            td.text
+            for td in driver.find_elements(By.CSS_SELECTOR, "#operations tbody tr:first-child td")
+        ]
         return cells if len(cells) > 8 and cells[2] == "ok" else None
 
     cells = wait(driver, finished, "the broadcast completed", 60)
@@ -82,7 +87,11 @@ def watch_and_broadcast(driver: Any, port: int) -> None:
     rtt_p50, rtt_p99 = float(cells[8]), float(cells[10])
     assert 0 < rtt_p50 <= rtt_p99
     # Its distribution and its point on the RTT chart are drawn.
-    wait(driver, lambda: driver.find_elements(By.CSS_SELECTOR, "#chart-dist rect"), "the distribution")
+    wait(
+        driver,
+        lambda: driver.find_elements(By.CSS_SELECTOR, "#chart-dist rect"),
+        "the distribution",
+    )
     assert driver.find_elements(By.CSS_SELECTOR, "#chart-rtt circle")
     wait(driver, lambda: "live" in text(driver, "status"), "a live status")
     screenshot(driver, "dashboard")

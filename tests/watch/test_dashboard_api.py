@@ -38,11 +38,11 @@ async def call(
     method: str, url: str, token: str | None = TOKEN, body: Any = None, raw: bytes | None = None
 ) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    async with aiohttp.ClientSession() as session:
-        async with session.request(
-            method, url, headers=headers, json=body, data=raw
-        ) as response:
-            return response.status, await response.json()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, headers=headers, json=body, data=raw) as response,
+    ):
+        return response.status, await response.json()
 
 
 async def test_nothing_of_the_storm_without_the_token(watched: tuple[StormServer, str]) -> None:
@@ -102,7 +102,9 @@ async def test_the_state_and_operations_started_from_the_dashboard(
         "POST", base + "api/operations", body={"type": "unicast", "destId": pokees[3].sid}
     )
     await until_finished(base, ack["op"])
-    status, ack = await call("POST", base + "api/operations", body={"type": "tree", "treeLeaves": 16})
+    status, ack = await call(
+        "POST", base + "api/operations", body={"type": "tree", "treeLeaves": 16}
+    )
     tree = await until_finished(base, ack["op"])
     assert tree["summary"]["received"] == 31
     _, state = await call("GET", base + "api/state")

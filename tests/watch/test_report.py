@@ -36,8 +36,19 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("report")
     path = folder / "storm.html"
     result = subprocess.run(
-        [sys.executable, "-m", "msstorm.storm.local", "--conns", "200", "--scenario", SCENARIO,
-         "--report", str(path), "--logs", str(folder / "logs")],
+        [
+            sys.executable,
+            "-m",
+            "msstorm.storm.local",
+            "--conns",
+            "200",
+            "--scenario",
+            SCENARIO,
+            "--report",
+            str(path),
+            "--logs",
+            str(folder / "logs"),
+        ],
         capture_output=True,
         text=True,
         timeout=240,
@@ -59,8 +70,14 @@ def test_the_report_is_one_file_that_loads_nothing(report: Path) -> None:
     assert links.loads == []  # no script, stylesheet, image or font from anywhere
     assert "script" not in links.tags and "@import" not in document and "url(" not in document
     assert len(operation_ids(document)) == 6
-    for heading in ("Settings", "Operations", "RTT and pingDelay distributions",
-                    "Trees by depth", "The server", "The swarm"):
+    for heading in (
+        "Settings",
+        "Operations",
+        "RTT and pingDelay distributions",
+        "Trees by depth",
+        "The server",
+        "The swarm",
+    ):
         assert f"<h2>{heading}</h2>" in document
     assert "connected (peak)         200 / 200" in document  # the swarm's own summary
     assert "tree:64 by depth" in document
@@ -69,8 +86,9 @@ def test_the_report_is_one_file_that_loads_nothing(report: Path) -> None:
 def test_the_report_opens_offline_from_file(report: Path) -> None:
     driver = chromium(offline=True)
     try:
-        driver.set_network_conditions(offline=True, latency=0, download_throughput=0,
-                                      upload_throughput=0)
+        driver.set_network_conditions(
+            offline=True, latency=0, download_throughput=0, upload_throughput=0
+        )
         driver.get(report.as_uri())
         check_page(driver, report.read_text())
         screenshot(driver, "report")
@@ -98,7 +116,9 @@ def test_a_report_that_is_not_html_is_refused_before_the_run(tmp_path: Path) -> 
     for command in (["msstorm.monitor", "broadcast"], ["msstorm.storm.local"]):
         result = subprocess.run(
             [sys.executable, "-m", *command, "--report", str(tmp_path / "x.txt")],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
             env={"MSSTORM_MONITOR_TOKEN": "t", "PATH": "/usr/bin:/bin"},
         )
         assert result.returncode == 2, result.stderr

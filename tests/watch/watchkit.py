@@ -115,8 +115,17 @@ class Server:
 def swarm(url: str, conns: int, logs: Path) -> subprocess.Popen[bytes]:
     """msstorm-client with ``conns`` clients of ``url``."""
     return subprocess.Popen(
-        [sys.executable, "-m", "msstorm.swarm.cli", "--url", url, "--conns", str(conns),
-         "--log", str(logs / "client")],
+        [
+            sys.executable,
+            "-m",
+            "msstorm.swarm.cli",
+            "--url",
+            url,
+            "--conns",
+            str(conns),
+            "--log",
+            str(logs / "client"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -146,9 +155,15 @@ def chromium(offline: bool = False) -> Any:
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "chromium"
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1400,1800",
-                     "--no-first-run", "--disable-extensions"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1800",
+        "--no-first-run",
+        "--disable-extensions",
+    ):
         options.add_argument(argument)
     if offline:
         # Every name but this machine's resolves nowhere: nothing else can be loaded.
