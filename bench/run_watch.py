@@ -54,11 +54,9 @@ def server_cpu(server: Child) -> float:
     total = 0.0
     for pid in [server.pid, *common.descendants(server.pid)]:
         try:
-            cpu = common.process_cpu(pid)
+            total += common.cpu_seconds(pid)
         except (OSError, IndexError, ValueError):
             continue  # a process that ended meanwhile
-        threads = cpu["threads"]
-        total += threads / 1000.0 if threads is not None else (cpu["ticks"] or 0.0)
     return total
 
 
@@ -194,7 +192,7 @@ def markdown(result: dict[str, Any], ctx: dict[str, Any], args: argparse.Namespa
             f"`{ctx['command']}`, {ctx['time']}, commit `{(git.get('commit') or '?')[:7]}`"
             + (" (dirty tree: " + ", ".join(git["dirty_paths"]) + ")" if git["dirty"] else ""),
             "",
-            f"{result['clients']:,} clients of msstorm-server ({result['workers']} processes), "
+            f"{result['clients']:,} clients of msstorm-server ({result["workers"]} workers), "
             f"connected in {result['ramp_s']:.0f} s; heartbeat every {args.ping_ms} ms; "
             f"{result['rounds']} rounds of {result['window_s']:.0f} s windows. A watcher's cost is "
             "the median over the rounds of its window's server CPU less the idle windows' "
