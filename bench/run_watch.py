@@ -192,7 +192,7 @@ def markdown(result: dict[str, Any], ctx: dict[str, Any], args: argparse.Namespa
             f"`{ctx['command']}`, {ctx['time']}, commit `{(git.get('commit') or '?')[:7]}`"
             + (" (dirty tree: " + ", ".join(git["dirty_paths"]) + ")" if git["dirty"] else ""),
             "",
-            f"{result['clients']:,} clients of msstorm-server ({result["workers"]} workers), "
+            f"{result['clients']:,} clients of msstorm-server ({result['workers']} workers), "
             f"connected in {result['ramp_s']:.0f} s; heartbeat every {args.ping_ms} ms; "
             f"{result['rounds']} rounds of {result['window_s']:.0f} s windows. A watcher's cost is "
             "the median over the rounds of its window's server CPU less the idle windows' "
