@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 NODE_DIR := tests/interop/node
 PEER_NODE_DIR := bench/peers/node_socketio
+ADMIN_UI_DIR := tests/watch/admin-ui
 STAMP := $(VENV)/.installed
 SOURCES := $(shell find msstorm -name '*.pyx' -o -name '*.pxd' -o -name '*.py' | grep -v __pycache__)
 
@@ -14,7 +15,7 @@ help:
 	@echo "make server    build, then run msstorm-server on 127.0.0.1:3000 (ARGS=... for options)"
 	@echo "make build     compile the Cython extensions into a virtual environment ($(VENV))"
 	@echo "make test      install everything the tests need, then run them all"
-	@echo "make system-deps  check the programs the tests need (redis-server, haproxy, ip, node, npm)"
+	@echo "make system-deps  check the programs the tests need (redis-server, haproxy, ip, chromium, node, npm)"
 	@echo "make machines  (root) a storm across simulated machines: Redis, 3 nodes, HAProxy, swarms"
 	@echo "make test-fast the protocol tests only (no sockets)"
 	@echo "make lint      ruff, mypy --strict, cython-lint"
@@ -44,7 +45,8 @@ storm: build
 server: build
 	$(BIN)/msstorm-server $(ARGS)
 
-node-deps: $(NODE_DIR)/node_modules/.package-lock.json $(PEER_NODE_DIR)/node_modules/.package-lock.json
+node-deps: $(NODE_DIR)/node_modules/.package-lock.json $(PEER_NODE_DIR)/node_modules/.package-lock.json \
+	$(ADMIN_UI_DIR)/node_modules/.package-lock.json
 
 $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
@@ -53,9 +55,13 @@ $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
 $(PEER_NODE_DIR)/node_modules/.package-lock.json: $(PEER_NODE_DIR)/package-lock.json
 	cd $(PEER_NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 
-# What the tests need from the system (redis-server, haproxy, ip, node, npm): the first
-# three installed when missing as root with apt-get; otherwise what is missing is named,
-# with how to get it.
+# Socket.IO's admin UI, whose built files the browser tests serve.
+$(ADMIN_UI_DIR)/node_modules/.package-lock.json: $(ADMIN_UI_DIR)/package-lock.json
+	cd $(ADMIN_UI_DIR) && npm ci --no-audit --no-fund --loglevel=error
+
+# What the tests need from the system (redis-server, haproxy, ip, chromium and
+# chromium-driver, node, npm): the Debian packages installed when missing as root with
+# apt-get; otherwise what is missing is named, with how to get it.
 system-deps:
 	@$(SHELL) tools/system-deps.sh
 

@@ -1,10 +1,11 @@
 #!/bin/sh
 # The programs `make test` needs from the system rather than from pip or npm:
 # redis-server (the cluster tests start a real one), haproxy and ip (the machines
-# lab puts HAProxy in front of nodes in network namespaces), node and npm (the
-# interop tests run socket.io's own client and server). redis-server, haproxy and
-# ip are installed here only as root on a system with apt-get; otherwise what is
-# missing is named, with how to get it, and the exit status is 1.
+# lab puts HAProxy in front of nodes in network namespaces), chromium and
+# chromedriver (the browser tests drive a headless chromium), node and npm (the
+# interop tests run socket.io's own client and server). All but node and npm are
+# installed here, as Debian packages, only as root on a system with apt-get;
+# otherwise what is missing is named, with how to get it, and the exit status is 1.
 set -u
 
 missing() {
@@ -16,23 +17,24 @@ missing() {
 package() {
 	case "$1" in
 	ip) echo iproute2 ;;
+	chromedriver) echo chromium-driver ;;
 	*) echo "$1" ;;
 	esac
 }
 
-installable=$(missing redis-server haproxy ip)
+installable=$(missing redis-server haproxy ip chromium chromedriver)
 if [ -n "$installable" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
 then
 	packages=""
 	for program in $installable; do
 		packages="$packages $(package "$program")"
 	done
-	echo "installing$packages (Debian packages) for the cluster and machines tests"
+	echo "installing$packages (Debian packages) for the cluster, machines and browser tests"
 	# shellcheck disable=SC2086 # one word per package
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages
 fi
 
-absent=$(missing redis-server haproxy ip node npm)
+absent=$(missing redis-server haproxy ip chromium chromedriver node npm)
 [ -z "$absent" ] && exit 0
 absent=${absent% }
 
@@ -51,6 +53,13 @@ absent=${absent% }
 		printf '  own network namespace (Linux, as root)\n'
 		printf '    Debian/Ubuntu: sudo apt-get install haproxy iproute2\n'
 		printf '    Fedora: sudo dnf install haproxy iproute\n'
+		;;
+	esac
+	case " $absent " in
+	*" chromium "* | *" chromedriver "*)
+		printf '  chromium, chromedriver: the browser tests drive a headless chromium\n'
+		printf '    Debian/Ubuntu: sudo apt-get install chromium chromium-driver\n'
+		printf '    macOS: brew install chromium chromedriver    Fedora: sudo dnf install chromium chromedriver\n'
 		;;
 	esac
 	case " $absent " in

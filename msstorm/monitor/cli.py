@@ -21,7 +21,7 @@ import uvloop
 from msstorm import extras
 from msstorm.cli_types import count, non_negative, positive, power_of_two, server_url
 
-from . import plot, report
+from . import html_report, plot, report
 from .client import MonitorClient, MonitorError
 from .progress import Progress
 from .results import OpResult, totals
@@ -172,6 +172,12 @@ def _add_reporting(parser: argparse.ArgumentParser) -> None:
         metavar="FILE.png",
         help="draw the RTT distribution (histogram, CDF) and, for trees, RTT by depth "
         "(needs matplotlib: pip install 'msstorm[plot]')",
+    )
+    parser.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="write the run as one self-contained HTML file: settings, operations, "
+        "distributions, trees by depth, the server's figures (opens offline)",
     )
     parser.add_argument(
         "--details",
@@ -384,6 +390,8 @@ async def run_operations(
     code = EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
     if args.plot and results:
         code = max(code, _plot(args.plot, results, f"{PROG} {args.command}", out))
+    if args.report and results:
+        code = max(code, await _report(client, args, steps, results, out))
     if error is not None:
         return out.fail(error, json_too=not is_run)
     return code
@@ -401,6 +409,41 @@ def _plot(path: str, results: list[OpResult], title: str, out: Output) -> int:
         out.note(f"{PROG}: {exc}")
         return EXIT_ERROR
     out.note(f"plot written to {path}")
+    return EXIT_OK
+
+
+async def _report(
+    client: MonitorClient,
+    args: argparse.Namespace,
+    steps: list[Step],
+    results: list[OpResult],
+    out: Output,
+) -> int:
+    try:
+        overview: dict[str, Any] | None = await client.status_request(None, detail=False)
+    except MonitorError:
+        overview = None  # the connection is gone: the report says so
+    settings = {
+        "server": args.url,
+        "command": f"{PROG} {args.command}",
+        "scenario": ", ".join(f"{s.label}*{s.repeat}" if s.repeat > 1 else s.label for s in steps),
+        "timeout (s)": args.timeout,
+        "pause (s)": args.pause,
+    }
+    total = totals(results) if len(results) > 1 else None
+    document = html_report.render(
+        title=f"MessageStorm run: {settings['scenario']}",
+        settings=settings,
+        results=results,
+        total=total,
+        overview=overview,
+    )
+    try:
+        html_report.write(args.report, document)
+    except html_report.ReportError as exc:
+        out.note(f"{PROG}: {exc}")
+        return EXIT_ERROR
+    out.note(f"report written to {args.report}")
     return EXIT_OK
 
 
@@ -454,10 +497,14 @@ async def amain(argv: Sequence[str] | None = None) -> int:
         steps = steps_of(args) if args.command != "status" else []
         if args.plot:
             plot.require(args.plot)
+        if getattr(args, "report", None):
+            html_report.require(args.report)
     except ScenarioError as exc:
         return out.fail(MonitorError("bad-scenario", f"bad scenario: {exc}"))
     except plot.PlotError as exc:
         return out.fail(MonitorError("plot", str(exc)))
+    except html_report.ReportError as exc:
+        return out.fail(MonitorError("report", str(exc)))
 
     client = MonitorClient(args.url, token, request_timeout=args.connect_timeout)
     try:

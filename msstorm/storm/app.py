@@ -31,7 +31,7 @@ import os
 import secrets
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeGuard
 
 import orjson
@@ -43,6 +43,7 @@ from msstorm.protocol.errors import ConnectionRefused
 from msstorm.server import Server, ids
 from msstorm.server.metrics import Family
 
+from .figures import WorkerFigures
 from .metrics import worker_families
 from .operations import Collected, Operation
 from .shards import BroadcastShard, Shard, TreeShard, UnicastShard
@@ -119,6 +120,11 @@ class Storm:
         # What the shards of ended operations counted, for /metrics.
         self.rtt_history = Histogram()
         self._retired = [0, 0]  # pokes sent, answers received
+        # What this worker tells the others of itself on every beat (figures.py).
+        self.details: dict[str, Any] = {}
+        # Bus messages of the modules that watch the storm (dashboard, admin UI), by kind.
+        self.bus_handlers: dict[str, Callable[[dict[str, Any], bytes], None]] = {}
+        self.figures = WorkerFigures(self)
 
         server.on("pokeBack", self.poke_back, namespace=CLIENTS)
         server.on("disconnect", self.client_left, namespace=CLIENTS)
@@ -130,6 +136,7 @@ class Storm:
     async def start(self) -> None:
         """Join the cluster (a cluster of one needs nothing)."""
         await self.bus.start()
+        self.figures.start()
         self._beat()
         self._tick()
 
@@ -142,6 +149,7 @@ class Storm:
             await asyncio.sleep(0.05)
 
     async def close(self) -> None:
+        self.figures.close()
         for handle in self._timers:
             handle.cancel()
         for op in self.running.values():
@@ -389,7 +397,7 @@ class Storm:
         return bool(reply.get("yes"))
 
     def _count_self(self) -> None:
-        self.membership.update_self(len(self.clients.members), self._pid, {})
+        self.membership.update_self(len(self.clients.members), self._pid, self.details)
 
     def _cluster_clients(self) -> int:
         self._count_self()
@@ -579,7 +587,7 @@ class Storm:
     def _beat(self) -> None:
         self._count_self()
         me = self.membership.peers[self.tag]
-        self.bus.publish({"t": "beat", "clients": me.clients, "pid": me.pid})
+        self.bus.publish({"t": "beat", "clients": me.clients, "pid": me.pid, "d": me.details})
         now = time.monotonic()
         self.bus.echo({"t": "echo", "at": now})  # times the bus: see membership.py
         # A beat late by more than a second means this worker was the one stalled
@@ -695,6 +703,18 @@ class Storm:
 
     # -- the bus ---------------------------------------------------------------
 
+    def ask(self, worker: str, message: dict[str, Any]) -> Awaitable[tuple[dict[str, Any], bytes]]:
+        """A question to another worker (a kind of ``bus_handlers`` there): its answer."""
+        return self._ask(worker, message)
+
+    def answer(self, question: dict[str, Any], reply: dict[str, Any], blob: bytes = b"") -> None:
+        """Answer a question ``ask`` sent from another worker."""
+        self._answer(question, reply, blob)
+
+    def spawn(self, coroutine: Any) -> None:
+        """Run ``coroutine`` as a task kept until it ends."""
+        self._spawn(coroutine)
+
     def _ask(self, worker: str, message: dict[str, Any]) -> Awaitable[tuple[dict[str, Any], bytes]]:
         """Send ``message`` and wait (at most ASK_TIMEOUT) for the worker's answer."""
         self._next_question += 1
@@ -732,7 +752,8 @@ class Storm:
             if future is not None and not future.done():
                 future.set_result((message, blob))
         elif kind == "beat":
-            news = self.membership.beat(sender, message["clients"], message["pid"], {})
+            details = message.get("d") or {}
+            news = self.membership.beat(sender, message["clients"], message["pid"], details)
             if news == "joined":
                 log.info("worker %s joined", sender)
             elif news == "restarted":  # what it held of running operations died with it
@@ -757,6 +778,8 @@ class Storm:
             self._answer(message, {}, families)
         elif kind == "status?":
             self._spawn(self._forward_status(message))
+        elif kind in self.bus_handlers:
+            self.bus_handlers[kind](message, blob)
         else:
             self.bus.problems["unknown messages"] += 1
 

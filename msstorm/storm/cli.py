@@ -35,6 +35,7 @@ from msstorm.cluster.supervisor import (
 )
 from msstorm.server import Server, ids, serve
 
+from . import watching
 from .app import Storm
 
 log = logging.getLogger("msstorm.server")
@@ -246,6 +247,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="XX",
         help="2 characters naming this instance in sids (default: random)",
     )
+    watching.add_options(p)
     p.add_argument(
         "--log-level",
         default="info",
@@ -291,6 +293,7 @@ async def run_worker(args: argparse.Namespace, clustered: bool) -> None:
         bus=make_bus(args, tag),
     )
     await storm.start()
+    watchers = await watching.start(storm, args, clustered)
     listener = await serve(
         server,
         host=args.host,
@@ -345,6 +348,7 @@ async def run_worker(args: argparse.Namespace, clustered: bool) -> None:
     log.info("worker %s shutting down: closing %d connections", tag, server.stats.connections)
     listener.close()
     await listener.wait_closed()
+    await watchers.close()
     await storm.close()
 
 
@@ -369,6 +373,7 @@ def worker_command(args: argparse.Namespace) -> list[str]:
         "--cluster": args.cluster,
         "--node-id": args.node_id,
         "--log-level": args.log_level,
+        **watching.worker_options(args),
     }
     for option, value in options.items():
         if value is not None:
@@ -431,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     check_options(p, args)
     if args.bus.startswith(REDIS_SCHEMES):  # not the URL itself: it may hold a password
         extras.require(p, "redis", f"--bus {args.bus.split('://')[0]}://...")
+    watching.check(p, args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         if args.node_id is None:

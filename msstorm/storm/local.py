@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -91,11 +92,45 @@ def parser() -> argparse.ArgumentParser:
         help="time the swarm has to connect every client (default %(default)s)",
     )
     p.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="also write the run as one self-contained HTML file, the swarm's figures in it",
+    )
+    p.add_argument(
         "--plot",
         metavar="FILE.png",
         help="also draw the RTT distributions (needs matplotlib: pip install 'msstorm[plot]')",
     )
     return p
+
+
+class SwarmOutput:
+    """The swarm's stderr, passed on as it comes and kept for the report."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.thread: threading.Thread | None = None
+
+    def follow(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stderr is not None
+        stream = process.stderr
+
+        def pump() -> None:
+            while chunk := stream.read1(65536):  # type: ignore[attr-defined]
+                sys.stderr.buffer.write(chunk)
+                sys.stderr.buffer.flush()
+                self.chunks.append(chunk)
+
+        self.thread = threading.Thread(target=pump, daemon=True)
+        self.thread.start()
+
+    def summary(self) -> str:
+        """What the swarm printed from its summary on (all it printed without one)."""
+        if self.thread is not None:
+            self.thread.join(5)
+        text = b"".join(self.chunks).decode(errors="replace")
+        start = text.rfind("msstorm-client summary:")
+        return text[start:] if start >= 0 else text[-4000:]
 
 
 def _terminated(signum: int, frame: object) -> None:
@@ -107,12 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.plot:  # before the storm, not after it
         extras.require(p, "plot", "--plot")
+    if args.report and not args.report.lower().endswith((".html", ".htm")):
+        p.error(
+            f"--report writes an HTML file: give it a name ending in .html, not {args.report!r}"
+        )
     signal.signal(signal.SIGTERM, _terminated)
     logs = Path(args.logs)
     logs.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MSSTORM_MONITOR_TOKEN": secrets.token_urlsafe(18)}
+    token = secrets.token_urlsafe(18)
+    env = {**os.environ, "MSSTORM_MONITOR_TOKEN": token}
+    dashboard = free_port()
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(name: str, *options: str, log: Path | None = None) -> subprocess.Popen[bytes]:
@@ -130,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             str(port),
             "--bus",
             "embedded",
+            "--dashboard-port",
+            str(dashboard),
             "--log-level",
             "warning",
             log=logs / "server.log",
@@ -141,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             time.sleep(0.1)
 
+        say(f"the dashboard: http://127.0.0.1:{dashboard}/dashboard/#token={token}")
         say(f"starting {args.conns:,} clients (message logs: {logs}/client.N.log)")
+        swarm_said = SwarmOutput() if args.report else None
         swarm = subprocess.Popen(
             [
                 *tool("msstorm-client"),
@@ -153,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
                 str(logs / "client"),
             ],
             env=env,
+            stderr=subprocess.PIPE if swarm_said else None,
         )
+        if swarm_said:
+            swarm_said.follow(swarm)
         processes.append(("msstorm-client", swarm))
         deadline = time.monotonic() + args.connect_timeout
         while True:
@@ -174,8 +222,17 @@ def main(argv: list[str] | None = None) -> int:
         monitor = [*tool("msstorm-monitor"), "--url", url, "run", args.scenario]
         if args.plot:
             monitor += ["--plot", args.plot]
+        if args.report:
+            monitor += ["--report", args.report]
         outcome = subprocess.run(monitor, env=env).returncode
         stop(swarm, "msstorm-client")
+        if swarm_said and os.path.exists(args.report):
+            summary = swarm_said.summary()
+            subprocess.run(
+                [sys.executable, "-m", "msstorm.monitor.swarm_section", args.report],
+                input=summary.encode(),
+                env=env,
+            )
         if outcome in (0, 1):
             say("the storm " + ("completed with nothing lost" if outcome == 0 else "lost answers"))
         else:  # a bad scenario, say: msstorm-monitor said why above

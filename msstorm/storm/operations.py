@@ -53,6 +53,7 @@ class Operation:
     planned: dict[str, int] = field(default_factory=dict)  # a broadcast's recipients per worker
     gone: set[str] = field(default_factory=set)  # workers that died while it ran
     final: dict[str, Any] | None = None  # the status pushed when it ended
+    histograms: tuple[Any, Any] | None = None  # once ended: its RTT and pingDelay, merged
 
     @property
     def done(self) -> bool:
@@ -91,6 +92,8 @@ class Operation:
                 rtt.merge(part.rtt)
                 delay.merge(part.delay)
         end = self.ended if self.ended is not None else now
+        if self.done:  # kept for those who watch (the dashboard's distribution)
+            self.histograms = (rtt, delay)
         return {
             "expected": self.expected if self.expected is not None else 0,
             "received": self.received,

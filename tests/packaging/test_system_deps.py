@@ -24,6 +24,12 @@ EVERYTHING = "make test needs programs that are not installed (not on PATH): "
 REDIS_HOW = ("sudo apt-get install redis-server", "brew install redis")
 NODE_HOW = ("sudo apt-get install nodejs npm", "brew install node")
 LAB_HOW = ("sudo apt-get install haproxy iproute2",)
+CHROMIUM_HOW = (
+    "sudo apt-get install chromium chromium-driver",
+    "brew install chromium chromedriver",
+)
+BROWSER = ("chromium", "chromedriver")  # put on PATH where a test names only the others
+LAB = ("haproxy", "ip")
 
 
 @pytest.fixture
@@ -82,25 +88,25 @@ def test_a_user_who_is_not_root_is_told_what_is_missing_and_how_to_get_it(place:
     put_apt_get_probe(place)
     done = system_deps(place, not_root())
     assert done.returncode != 0 and done.stdout == "", done
-    assert EVERYTHING + "redis-server haproxy ip node npm\n" in done.stderr
-    for how in (*REDIS_HOW, *LAB_HOW, *NODE_HOW):
+    assert EVERYTHING + "redis-server haproxy ip chromium chromedriver node npm\n" in done.stderr
+    for how in (*REDIS_HOW, *LAB_HOW, *CHROMIUM_HOW, *NODE_HOW):
         assert how in done.stderr, done.stderr
     assert PROBE not in done.stderr
 
 
 def test_only_what_is_missing_is_named(place: Path) -> None:
     put_apt_get_probe(place)
-    put_on_path(place, "node", "npm", "haproxy", "ip")
+    put_on_path(place, "node", "npm", *LAB, *BROWSER)
     done = system_deps(place, not_root())
     assert done.returncode != 0, done
     assert EVERYTHING + "redis-server\n" in done.stderr
     assert all(how in done.stderr for how in REDIS_HOW), done.stderr
-    assert not any(how in done.stderr for how in (*NODE_HOW, *LAB_HOW)), done.stderr
+    assert not any(how in done.stderr for how in (*NODE_HOW, *LAB_HOW, *CHROMIUM_HOW)), done.stderr
     assert PROBE not in done.stderr
 
 
 def test_without_apt_get_whoever_runs_it_is_told(place: Path) -> None:
-    put_on_path(place, "node", "npm", "haproxy", "ip")
+    put_on_path(place, "node", "npm", *LAB, *BROWSER)
     done = system_deps(place, [])  # as root too, when the tests run as root: not Debian
     assert done.returncode != 0, done
     assert EVERYTHING + "redis-server\n" in done.stderr
@@ -110,14 +116,14 @@ def test_without_apt_get_whoever_runs_it_is_told(place: Path) -> None:
 
 def test_nothing_missing_says_nothing(place: Path) -> None:
     put_apt_get_probe(place)
-    put_on_path(place, "redis-server", "haproxy", "ip", "node", "npm")
+    put_on_path(place, "redis-server", "node", "npm", *LAB, *BROWSER)
     done = system_deps(place, not_root())
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
 
 def test_the_machines_lab_programs_are_named(place: Path) -> None:
     put_apt_get_probe(place)
-    put_on_path(place, "redis-server", "ip", "node", "npm")
+    put_on_path(place, "redis-server", "ip", "node", "npm", *BROWSER)
     done = system_deps(place, not_root())
     assert done.returncode != 0, done
     assert EVERYTHING + "haproxy\n" in done.stderr
