@@ -151,15 +151,22 @@ class AdminUI:
         expected = hmac.new(self._key, nonce.encode(), "sha256").hexdigest()
         return hmac.compare_digest(mac.encode(), expected.encode())
 
-    def admin_emit(self, sid: str, nsp: Any, target: Any, event: Any, *args: Any) -> None:
-        """``emit(nsp, filter, event, ...args)``: to one socket (its sid is its room)."""
-        if isinstance(nsp, str) and isinstance(target, str) and isinstance(event, str):
-            self._do(target, {"do": "emit", "nsp": nsp, "sid": target, "e": event, "a": args})
+    def admin_emit(self, sid: str, *args: Any) -> None:
+        """``emit(nsp, filter, event, ...args)``: to one socket (its sid is its room).
+        Anything else is ignored, and counted."""
+        if len(args) >= 3 and all(isinstance(a, str) for a in args[:3]):
+            nsp, target, event = args[:3]
+            self._do(target, {"do": "emit", "nsp": nsp, "sid": target, "e": event, "a": args[3:]})
+        else:
+            self.server.stats.ignored += 1
 
-    def admin_disconnect(self, sid: str, nsp: Any, close: Any, target: Any = None) -> None:
+    def admin_disconnect(self, sid: str, *args: Any) -> None:
         """``_disconnect(nsp, close, filter)``: that socket, or its whole connection."""
-        if isinstance(nsp, str) and isinstance(target, str):
+        if len(args) == 3 and isinstance(args[0], str) and isinstance(args[2], str):
+            nsp, close, target = args
             self._do(target, {"do": "disconnect", "nsp": nsp, "sid": target, "close": bool(close)})
+        else:
+            self.server.stats.ignored += 1
 
     def _do(self, target: str, action: dict[str, Any]) -> None:
         owner = ids.owner_of(target)

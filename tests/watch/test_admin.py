@@ -239,3 +239,35 @@ def test_wrong_options_are_refused_at_start(
     )
     assert result.returncode == 2, result.stderr
     assert says in result.stderr
+
+
+async def test_the_admin_may_emit_to_a_socket_and_disconnect_one(server: Server) -> None:
+    clients = Clients(server.url)
+    pokees = await clients.pokees_(40)
+    listener = socketio.AsyncClient(reconnection=False)
+    heard: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    listener.on("hello", lambda *args: heard.done() or heard.set_result(args))
+    admin = Admin()
+    try:
+        await listener.connect(server.url, transports=["websocket"])
+        await admin.connect(server.url, {"username": USER, "password": PASSWORD})
+        await admin.wait_for("config")
+        # Whichever worker holds the socket, the admin's worker routes it there.
+        await admin.sio.emit(
+            "emit", ("/", listener.get_sid("/"), "hello", 1, "two"), namespace="/admin"
+        )
+        assert await asyncio.wait_for(heard, 5) == (1, "two")
+        for pokee in pokees[:6]:  # on both workers, most likely
+            await admin.sio.emit("_disconnect", ("/", True, pokee.sid), namespace="/admin")
+        for pokee in pokees[:6]:
+            await asyncio.wait_for(pokee.disconnected, 5)
+        # Malformed requests are ignored; the admin stays connected.
+        for bad in ((), ("/",), (1, 2, 3), ("/", True, 5)):
+            await admin.sio.emit("_disconnect", bad, namespace="/admin")
+            await admin.sio.emit("emit", bad, namespace="/admin")
+        await server.until(lambda h: h["cluster"]["clients"] == 40 + 1 - 6)
+        assert admin.sio.connected
+    finally:
+        await admin.close()
+        await listener.disconnect()
+        clients.close()
