@@ -508,7 +508,10 @@ class AsyncServer:
         self.attach(None)
 
     def instrument(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("the Socket.IO Admin UI is not supported by msstorm")
+        raise NotImplementedError(
+            "AsyncServer.instrument() is not supported: Socket.IO's admin UI is served by "
+            "msstorm-server --admin-auth (or $MSSTORM_ADMIN_AUTH)"
+        )
 
 
 class _SessionScope:

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import watchkit
 from stormkit import Clients
 from watchkit import ADMIN, ADMIN_UI_DIST, Server, chromium, free_port, screenshot
 
 USER, PASSWORD = ADMIN.split(":", 1)
 CLIENTS = 120
+
+wait = functools.partial(watchkit.wait, shot="admin-ui-failed")
 
 
 class Quiet(SimpleHTTPRequestHandler):
@@ -50,21 +52,6 @@ def field(driver: Any, label: str) -> Any:
         if element.text.strip() == label:
             return driver.find_element(By.ID, element.get_attribute("for"))
     raise AssertionError(f"no field {label!r} on the page")
-
-
-def wait(driver: Any, check: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except Exception:  # the page is still being drawn
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            screenshot(driver, "admin-ui-failed")
-            pytest.fail(f"the admin UI never showed {what}", pytrace=False)
-        time.sleep(0.3)
 
 
 def log_in(driver: Any, ui: str, server: str, password: str) -> None:

@@ -4,30 +4,17 @@ watching a server of two workers and a swarm of 2,000 clients."""
 from __future__ import annotations
 
 import asyncio
-import time
+import functools
 from pathlib import Path
 from typing import Any
 
-import pytest
+import watchkit
 from stormkit import TOKEN
 from watchkit import Server, chromium, console_errors, free_port, screenshot, stop, swarm
 
 CLIENTS = 2000
 
-
-def wait(driver: Any, check: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except Exception:  # the page is still being drawn
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            screenshot(driver, "dashboard-failed")
-            pytest.fail(f"the page never showed {what}", pytrace=False)
-        time.sleep(0.2)
+wait = functools.partial(watchkit.wait, shot="dashboard-failed")
 
 
 def text(driver: Any, element_id: str) -> str:

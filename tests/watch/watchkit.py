@@ -185,3 +185,20 @@ def screenshot(driver: Any, name: str) -> Path:
     path = folder / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
+
+
+def wait(driver: Any, check: Any, what: str, timeout: float = 30.0, *, shot: str) -> Any:
+    """``check()``'s first true value; past ``timeout``, a screenshot named ``shot`` and
+    a failure saying what the page never showed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+        except Exception:  # the page is still being drawn
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            screenshot(driver, shot)
+            pytest.fail(f"the page never showed {what}", pytrace=False)
+        time.sleep(0.2)
