@@ -85,6 +85,8 @@ cdef class Histogram:
 
     cpdef merge(self, Histogram other):
         """Add another histogram's values to this one."""
+        if other is None:  # a typed argument accepts None: read, it would crash
+            raise TypeError("merge takes a Histogram, not None")
         cdef Py_ssize_t i
         for i in range(_BUCKETS):
             self._positive[i] += other._positive[i]

@@ -205,6 +205,8 @@ async def disconnection(WSTransport transport, object stand_in):
 cdef msstorm_picows_protocol* _fields(WSTransport transport) except? NULL:
     """The fields of the connection's picows protocol, or NULL (the refusal recorded)
     when picows is not the version expected or its protocol not laid out as expected."""
+    if transport is None:  # a typed argument accepts None: read, it would crash
+        raise TypeError("a picows WSTransport is needed, not None")
     # The transport's own fields are picows's layout too: not one is read before this.
     if PICOWS_VERSION != EXPECTED_PICOWS:
         _refuse(_version_refusal())
