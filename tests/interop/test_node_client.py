@@ -15,7 +15,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from conftest import TRANSPORTS
+from echokit import TRANSPORTS
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "tests" / "interop" / "node" / "client.mjs"

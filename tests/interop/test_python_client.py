@@ -32,7 +32,7 @@ from typing import Any
 import engineio
 import pytest
 import socketio
-from conftest import REFERENCE, TRANSPORTS
+from echokit import REFERENCE, TRANSPORTS
 
 TIMEOUT = 3.0  # seconds, for anything that should happen "now"
 FAST_HEARTBEAT = {"ping_interval": 200, "ping_timeout": 200}

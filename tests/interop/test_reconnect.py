@@ -12,7 +12,7 @@ import json
 import subprocess
 
 import socketio
-from conftest import stop_server
+from echokit import stop_server
 from test_node_client import CLIENT, ROOT
 
 TIMEOUT = 10.0
